@@ -1,0 +1,5 @@
+import sys
+
+from rtil.cli import main
+
+sys.exit(main())

@@ -1,0 +1,141 @@
+"""Exported generator files: one `torch.save`d dict of tensors and plain Python values that loads
+with `torch.load(weights_only=True)`. Nothing in it needs code to unpickle.
+
+Layout (version 1):
+    format: "rtil-generator", version: 1
+    family: "stylegan2" | "pggan"
+    arch: the generator's constructor arguments
+    rtil: the RTIL family config ({"kind": "gaussian" | "dirichlet", ...}) or None (vanilla)
+    g_ema: state_dict of the EMA generator (the one to use), incl. const noise, w_avg, lod
+    g: state_dict of the raw (non-EMA) generator, optional
+    provenance: {created, source, ...} how, when and from what the weights were made
+"""
+
+import datetime
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rtil.errors import RtilError
+
+FORMAT = "rtil-generator"
+VERSION = 1
+
+
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint"):
+    """torch.load with weights_only=True and clear errors for missing, foreign or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtilError(f"{what} file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RtilError(
+            f"{path} needs arbitrary code to unpickle (it is not a plain tensor file), so it was not "
+            f"loaded; rtil only reads weights-only files. If you trust the file, re-save its tensors "
+            f"with torch.save(state_dict) and try again. (detail: {first})") from None
+    except Exception as e:  # torch raises many types for foreign bytes (IndexError, RuntimeError, ...)
+        raise RtilError(f"{path} is not a readable PyTorch {what} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
+    half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cpu_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
+
+
+def generator_record(G_ema: torch.nn.Module, G: torch.nn.Module | None = None, rtil: dict | None = None,
+                     provenance: dict | None = None) -> dict:
+    """The exported-file dict for a generator (and optionally its non-EMA twin)."""
+    prov = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    prov.update(provenance or {})
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "family": G_ema.family,
+        "arch": dict(G_ema.config),
+        "rtil": rtil,
+        "g_ema": _cpu_state(G_ema),
+        "g": _cpu_state(G) if G is not None else None,
+        "provenance": prov,
+    }
+
+
+def save_generator(path: str | os.PathLike, G_ema: torch.nn.Module, G: torch.nn.Module | None = None,
+                   rtil: dict | None = None, provenance: dict | None = None) -> Path:
+    """Write an exported generator file atomically; returns the path."""
+    atomic_torch_save(generator_record(G_ema, G, rtil, provenance), path)
+    return Path(path)
+
+
+def read_generator_file(path: str | os.PathLike) -> dict:
+    """Load and validate an exported generator file (no model is built)."""
+    rec = safe_torch_load(path, "generator")
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        hint = ""
+        if isinstance(rec, dict) and "g_ema" in rec and "format" not in rec:
+            hint = (" It looks like a rosinality-format StyleGAN2 checkpoint: convert it with "
+                    "`python -m rtil convert rosinality IN OUT --size S --channel-multiplier M`.")
+        elif isinstance(rec, dict) and "state_dict" in rec and "pytorch-lightning_version" in rec:
+            hint = " It is a Lightning training checkpoint: export it with `python -m rtil export CKPT OUT`."
+        raise RtilError(f"{path} is not an rtil generator file (no '{FORMAT}' format tag).{hint}")
+    if rec.get("version") != VERSION:
+        raise RtilError(f"{path} has generator-file version {rec.get('version')}; this rtil reads version {VERSION}")
+    missing = [k for k in ("family", "arch", "g_ema") if rec.get(k) is None]
+    if missing:
+        raise RtilError(f"{path} is missing required entries: {', '.join(missing)}")
+    return rec
+
+
+def build_generator(rec: dict, weights: str = "g_ema") -> torch.nn.Module:
+    """Instantiate the generator described by a generator-file dict and load its weights."""
+    from rtil.models import GENERATORS
+
+    family = rec["family"]
+    if family not in GENERATORS:
+        raise RtilError(f"unknown generator family {family!r}; known: {', '.join(GENERATORS)}")
+    try:
+        G = GENERATORS[family](**rec["arch"])
+    except TypeError as e:
+        raise RtilError(f"generator file has an invalid architecture config for {family}: {e}") from None
+    state = rec.get(weights)
+    if state is None:
+        raise RtilError(f"generator file has no {weights!r} weights")
+    result = G.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise RtilError(f"weights do not match the {family} architecture: missing "
+                        f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    return G
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = "g_ema"):
+    """Load an exported generator file: a ready generator in eval mode with gradients off.
+
+    `G(z, noise_mode="const")` with z (B, z_dim) then returns images (B, C, H, W) in about [-1, 1].
+    The file's RTIL family config and provenance are attached as `G.rtil` and `G.provenance`.
+    """
+    rec = read_generator_file(path)
+    G = build_generator(rec, weights)
+    G.rtil = rec.get("rtil")
+    G.provenance = rec.get("provenance") or {}
+    return G.eval().requires_grad_(False).to(device)

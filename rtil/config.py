@@ -1,0 +1,52 @@
+"""Building generators, discriminators and RTIL families from plain config dicts (YAML)."""
+
+from pathlib import Path
+
+import yaml
+
+from rtil.errors import RtilError
+from rtil.latents import DirichletFusion, GaussianLatents
+
+FAMILIES = {"gaussian": GaussianLatents, "dirichlet": DirichletFusion}
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Parse a YAML file into a dict, with clear errors for missing or malformed files."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtilError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RtilError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RtilError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def build_family(config: dict | None):
+    """An RTIL family object from {"kind": ..., **args}, or None for a vanilla config."""
+    if config is None:
+        return None
+    args = dict(config)
+    kind = args.pop("kind", None)
+    if kind not in FAMILIES:
+        raise RtilError(f"rtil.kind must be one of {', '.join(FAMILIES)}, got {kind!r}")
+    try:
+        return FAMILIES[kind](**args)
+    except TypeError as e:
+        raise RtilError(f"bad RTIL {kind} config {config}: {e}") from None
+
+
+def build_generator(config: dict):
+    """A generator from {"family": name, **constructor args}."""
+    from rtil.models import GENERATORS
+
+    args = dict(config)
+    family = args.pop("family", None)
+    if family not in GENERATORS:
+        raise RtilError(f"generator.family must be one of {', '.join(GENERATORS)}, got {family!r}")
+    try:
+        return GENERATORS[family](**args)
+    except TypeError as e:
+        raise RtilError(f"bad {family} generator config: {e}") from None

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tests use tiny networks, which run far faster (and reproducibly) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+def tiny_stylegan2(resolution=16, img_channels=3, **kw):
+    from rtil.models.stylegan2 import Generator
+
+    args = dict(z_dim=16, w_dim=16, resolution=resolution, img_channels=img_channels, mapping_layers=2,
+                channel_base=128, channel_max=16)
+    args.update(kw)
+    G = Generator(**args)
+    perturb_(G)
+    return G
+
+
+def perturb_(module, scale=0.3, seed=1):
+    """Give every parameter non-trivial values (noise strengths and biases start at 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return module
