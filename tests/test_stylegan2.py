@@ -142,6 +142,15 @@ def test_rtil_latents_are_added_at_the_cut_points_cumulatively():
     torch.testing.assert_close(family.generate(G, z, 2, latents, noise_mode="const"), manual, rtol=0, atol=0)
 
 
+def test_inject_at_cut_zero_modifies_the_constant_input():
+    G = tiny_stylegan2(16).eval()
+    z = torch.randn(2, 16)
+    offset = torch.randn(2, *G.cut_shape(0))
+    state = G.features(z, upto=0, noise_mode="const")
+    manual = G.synthesize(state.with_features(state.x + offset))
+    torch.testing.assert_close(G(z, noise_mode="const", inject={0: offset}), manual, rtol=0, atol=0)
+
+
 def test_rtil_family_validation():
     G = tiny_stylegan2(16)
     with pytest.raises(RtilError, match="does not exist"):

@@ -246,14 +246,17 @@ class Generator(nn.Module):
                 layer.noise_const.copy_(n.reshape(layer.noise_const.shape))
 
     # ---- cut-point interface ------------------------------------------------------------------
-    def start_state(self, ws: torch.Tensor, noises: list[torch.Tensor]) -> SynthesisState:
-        """The state at cut 0 for styles `ws` (B, num_ws, w_dim) and per-layer `noises`."""
+    def start_state(self, ws: torch.Tensor, noises: list[torch.Tensor],
+                    inject: Mapping[int, torch.Tensor] | None = None) -> SynthesisState:
+        """The state at cut 0 for styles `ws` (B, num_ws, w_dim) and per-layer `noises`, plus inject[0]."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise RtilError(f"ws must have shape (B, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         if len(noises) != self.num_layers:
             raise RtilError(f"expected {self.num_layers} noise maps, got {len(noises)}")
-        const = self.blocks[0].const
-        return SynthesisState(x=const[None].expand(ws.shape[0], -1, -1, -1), cut=0, ws=ws, noises=list(noises))
+        x = self.blocks[0].const[None].expand(ws.shape[0], -1, -1, -1)
+        if inject is not None and 0 in inject:
+            x = x + inject[0]
+        return SynthesisState(x=x, cut=0, ws=ws, noises=list(noises))
 
     def advance(self, state: SynthesisState, upto: int, inject: Mapping[int, torch.Tensor] | None = None,
                 fused: bool | None = None) -> SynthesisState:
@@ -284,7 +287,7 @@ class Generator(nn.Module):
                  inject: Mapping[int, torch.Tensor] | None = None) -> SynthesisState:
         """The state at cut point `upto` for latents z (B, z_dim)."""
         ws = self.styles(z, truncation_psi)
-        state = self.start_state(ws, self.make_noises(z.shape[0], noise_mode, generator))
+        state = self.start_state(ws, self.make_noises(z.shape[0], noise_mode, generator), inject)
         return self.advance(state, upto, inject)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "random",
@@ -294,7 +297,7 @@ class Generator(nn.Module):
         to the features there (RTIL latents); `ws` overrides the mapped styles (style mixing)."""
         if ws is None:
             ws = self.styles(z, truncation_psi, update_w_avg)
-        state = self.start_state(ws, self.make_noises(ws.shape[0], noise_mode, generator))
+        state = self.start_state(ws, self.make_noises(ws.shape[0], noise_mode, generator), inject)
         return self.synthesize(state, inject)
 
     def _block_convs(self, j: int, x, ws, noises, fused):
