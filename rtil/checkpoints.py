@@ -139,3 +139,24 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     G.rtil = rec.get("rtil")
     G.provenance = rec.get("provenance") or {}
     return G.eval().requires_grad_(False).to(device)
+
+
+def export_lightning_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write the generator file of an rtil Lightning training checkpoint (EMA and raw weights)."""
+    ckpt = safe_torch_load(ckpt_path, "Lightning checkpoint")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise RtilError(f"{ckpt_path} is not a Lightning checkpoint (no 'state_dict')")
+    info = ckpt.get("rtil_generator")
+    if not isinstance(info, dict):
+        raise RtilError(f"{ckpt_path} was not written by an rtil training module (no 'rtil_generator' entry)")
+    state = ckpt["state_dict"]
+
+    def sub(prefix):
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    rec = {**info, "g_ema": sub("G_ema."), "g": sub("G.") or None}
+    rec["provenance"] = {**(info.get("provenance") or {}), "exported_from": Path(ckpt_path).name,
+                         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    build_generator(rec)  # validates architecture and weights before anything is written
+    atomic_torch_save(rec, out_path)
+    return Path(out_path)

@@ -1,8 +1,9 @@
-"""`python -m rtil <command>`: convert, info, demo. User errors print one line and exit 2."""
+"""`python -m rtil <command>`: convert, export, shards, info, demo. User errors print one line and exit 2."""
 
 import argparse
 import sys
 
+from rtil.data.shards import add_shards_arguments, run_shards
 from rtil.errors import RtilError
 
 
@@ -18,6 +19,12 @@ def _cmd_convert(args) -> None:
 
         convert_rtil_pggan(args.input, args.output)
     print(f"wrote {args.output}")
+
+
+def _cmd_export(args) -> None:
+    from rtil.checkpoints import export_lightning_checkpoint
+
+    print(f"wrote {export_lightning_checkpoint(args.checkpoint, args.output)}")
 
 
 def _cmd_info(args) -> None:
@@ -62,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtil-cut-points", type=int, nargs="*", default=None,
                    help="rosinality: record the RTIL Gaussian family with these cut points (RTIL authors: 1 2 3 4)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("export", help="write the generator file of a Lightning training checkpoint")
+    p.add_argument("checkpoint", help="a .ckpt written by train.py")
+    p.add_argument("output", help="the generator file to write (.pt)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("shards", help="convert an image folder to webdataset shards")
+    add_shards_arguments(p)
+    p.set_defaults(func=run_shards)
 
     p = sub.add_parser("info", help="describe an exported generator file")
     p.add_argument("path")

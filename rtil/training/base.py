@@ -1,0 +1,113 @@
+"""What the StyleGAN2 and PGGAN training modules share: networks and their EMA copy, the kimg
+clock, per-step random generators, RTIL member selection, gradient sync, the NaN guard, and the
+generator record written into checkpoints and exported files."""
+
+import copy
+import math
+
+import pytorch_lightning as pl
+import torch
+
+from rtil.checkpoints import generator_record
+from rtil.errors import RtilError
+from rtil.latents import member_weights
+from rtil.training.distributed import average_gradients, disable_ddp_gradient_sync
+
+MEMBER_SAMPLING = ("all", "one")
+
+
+class GanModule(pl.LightningModule):
+    """Base LightningModule (manual optimisation). Subclasses build G, D and the RTIL family and
+    call `_setup_networks`, then implement `training_step` with the helpers below."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def _setup_networks(self, G, D, family, member_weighting: str, member_lambda: float,
+                        member_sampling: str, seed: int) -> None:
+        if member_sampling not in MEMBER_SAMPLING:
+            raise RtilError(f"member_sampling must be one of {MEMBER_SAMPLING}, got {member_sampling!r}")
+        if family is not None:
+            family.check(G)
+        self.G, self.D = G, D
+        self.G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+        self.family = family
+        self.num_members = family.num_members if family is not None else 1
+        self.member_weights = member_weights(self.num_members, member_weighting, member_lambda)
+        self.member_sampling = member_sampling
+        self.seed = seed
+        self.register_buffer("nimg", torch.zeros((), dtype=torch.long))
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    # ---- clocks and randomness ------------------------------------------------------------------
+    @property
+    def kimg(self) -> float:
+        return self.nimg.item() / 1000.0
+
+    def global_batch(self, local_batch: int) -> int:
+        return local_batch * self.trainer.world_size if self._trainer is not None else local_batch
+
+    def step_generator(self, phase: int = 0) -> torch.Generator:
+        """A torch.Generator seeded by (seed, iteration, rank, phase): every random draw of a step
+        is reproducible, differs across ranks, and needs no RNG state in checkpoints."""
+        rank = self.global_rank if self._trainer is not None else 0
+        key = ((self.seed * 0x9E3779B1 + int(self.iteration)) * 8 + phase) * 65536 + rank
+        return torch.Generator(device=self.device).manual_seed(key % (2 ** 63))
+
+    def members_for_step(self, gen: torch.Generator) -> list[tuple[int, float]]:
+        """(member, loss weight) pairs trained this step: all members with their weights, or one
+        member drawn with probability equal to its weight (the same objective in expectation)."""
+        if self.member_sampling == "all":
+            return list(enumerate(self.member_weights))
+        probs = torch.tensor(self.member_weights, device=self.device)
+        return [(int(torch.multinomial(probs, 1, generator=gen)), 1.0)]
+
+    # ---- optimisation ---------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        disable_ddp_gradient_sync(self.trainer.strategy.model)
+
+    def check_finite(self, **values: torch.Tensor) -> None:
+        """Stop with a clear message if a loss is NaN/Inf (before any bad weights are saved)."""
+        for name, value in values.items():
+            if not math.isfinite(float(value)):
+                raise RtilError(
+                    f"{name} became {float(value)} at kimg {self.kimg:.2f} (iteration {int(self.iteration)}); "
+                    f"training stopped and no checkpoint was written after this point. Resume from the last good "
+                    f"checkpoint with a lower learning rate or a different regularisation weight.")
+
+    def step_optimizer(self, optimizer, module: torch.nn.Module) -> None:
+        """Average gradients across processes, step, and clear the gradients."""
+        average_gradients(module.parameters())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    # ---- export ---------------------------------------------------------------------------------
+    def provenance(self) -> dict:
+        info = {"source": "rtil training", "kimg": round(self.kimg, 3), "iteration": int(self.iteration),
+                "training_module": type(self).__name__, "hyper_parameters": _plain(dict(self.hparams))}
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "describe"):
+            info["data"] = _plain(dm.describe())
+        return info
+
+    def generator_record(self) -> dict:
+        rtil = self.family.to_config() if self.family is not None else None
+        return generator_record(self.G_ema, self.G, rtil=rtil, provenance=self.provenance())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What `python -m rtil export` needs besides the weights: plain, weights-only-loadable values.
+        rec = self.generator_record()
+        checkpoint["rtil_generator"] = {k: rec[k] for k in ("format", "version", "family", "arch", "rtil",
+                                                              "provenance")}
+
+
+def _plain(value):
+    """Keep only JSON-like values (for provenance stored in weights-only files)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,138 @@
+"""Callbacks: per-member sample grids, throughput logging, and the generator export at the end of fit."""
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torchvision.utils import make_grid, save_image
+
+from rtil.checkpoints import atomic_torch_save
+
+
+def log_dir(trainer: pl.Trainer) -> Path:
+    """The run's directory: the first logger's log_dir, else the trainer's default_root_dir."""
+    for logger in trainer.loggers:
+        d = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        if d:
+            return Path(d)
+    return Path(trainer.default_root_dir)
+
+
+class SampleGrid(pl.Callback):
+    """Every `every_kimg` thousand images, writes a grid of EMA-generator samples: one row per RTIL
+    member, from fixed latents and const noise (so grids are comparable over training), to
+    <log_dir>/samples/kimg<k>.png and to Weights & Biases when a WandbLogger is attached."""
+
+    def __init__(self, every_kimg: float = 5.0, num_samples: int = 8, seed: int = 1234):
+        self.every_kimg = every_kimg
+        self.num_samples = num_samples
+        self.seed = seed
+        self._next_kimg = None
+
+    @torch.no_grad()
+    def grid(self, module) -> torch.Tensor:
+        """Images (members * num_samples, C, H, W) in [0, 1] as one grid tensor (C, H', W')."""
+        G, family = module.G_ema, module.family
+        rows = []
+        for member in range(module.num_members):
+            gen = torch.Generator(device=module.device).manual_seed(self.seed)
+            if family is None:
+                rows.append(G(torch.randn(self.num_samples, G.z_dim, device=module.device, generator=gen),
+                              noise_mode="const"))
+            elif hasattr(family, "sample_z"):
+                z = family.sample_z(G, member, self.num_samples, gen, module.device)
+                rows.append(family.generate(G, z, member, generator=gen, noise_mode="const"))
+            else:
+                z = torch.randn(self.num_samples, G.z_dim, device=module.device, generator=gen)
+                rows.append(family.generate(G, z, member, generator=gen, noise_mode="const"))
+        images = (torch.cat(rows).clamp(-1, 1) + 1) / 2
+        return make_grid(images.float().cpu(), nrow=self.num_samples, padding=1)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self._next_kimg is None:
+            self._next_kimg = (module.kimg // self.every_kimg) * self.every_kimg
+        if module.kimg >= self._next_kimg:
+            self.write(trainer, module)
+            while self._next_kimg <= module.kimg:
+                self._next_kimg += self.every_kimg
+
+    def on_train_end(self, trainer, module):
+        self.write(trainer, module)
+
+    def write(self, trainer, module):
+        if not trainer.is_global_zero:
+            return
+        grid = self.grid(module)
+        path = log_dir(trainer) / "samples" / f"kimg{module.kimg:08.2f}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, pl.loggers.WandbLogger):
+                logger.log_image("samples", [grid], step=trainer.global_step,
+                                 caption=[f"rows: G0..G{module.num_members - 1}, kimg {module.kimg:.1f}"])
+
+
+class Throughput(pl.Callback):
+    """Logs images/s (global) and kimg per hour every `every_n_steps` training steps."""
+
+    def __init__(self, every_n_steps: int = 20):
+        self.every_n_steps = every_n_steps
+        self._t0 = None
+        self._nimg0 = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self._t0 is None:
+            self._t0, self._nimg0 = time.perf_counter(), int(module.nimg)
+            return
+        if int(module.iteration) % self.every_n_steps == 0:
+            dt = time.perf_counter() - self._t0
+            rate = (int(module.nimg) - self._nimg0) / max(dt, 1e-9)
+            module.log_dict({"speed/img_per_s": rate, "speed/kimg_per_h": rate * 3.6}, on_step=True, on_epoch=False)
+            self._t0, self._nimg0 = time.perf_counter(), int(module.nimg)
+
+
+class KimgCheckpoint(ModelCheckpoint):
+    """Lightning checkpoints (atomic writes) every `every_kimg` thousand training images, plus
+    `last.ckpt` for `fit --ckpt_path last`. The kimg clock is the module's own image counter, not
+    Lightning's global_step (which counts every optimizer step of a GAN iteration)."""
+
+    def __init__(self, dirpath: str | None = None, every_kimg: float = 10.0, save_top_k: int = 1,
+                 filename: str = "kimg{progress/kimg:08.2f}", save_last: bool = True):
+        super().__init__(dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
+                         every_n_train_steps=0, every_n_epochs=0, auto_insert_metric_name=False)
+        self.every_kimg = every_kimg
+        self._next_kimg = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._next_kimg is None:
+            self._next_kimg = (pl_module.kimg // self.every_kimg + 1) * self.every_kimg
+        if pl_module.kimg < self._next_kimg or self._should_skip_saving_checkpoint(trainer):
+            return
+        while self._next_kimg <= pl_module.kimg:
+            self._next_kimg += self.every_kimg
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_end(self, trainer, pl_module):
+        if not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+
+
+class ExportGenerator(pl.Callback):
+    """Writes the portable generator file (rtil.load_generator) at the end of fit, atomically,
+    to `path` or <log_dir>/generator.pt."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path
+
+    def on_train_end(self, trainer, module):
+        if not trainer.is_global_zero:
+            return
+        path = Path(self.path) if self.path else log_dir(trainer) / "generator.pt"
+        atomic_torch_save(module.generator_record(), path)
+        print(f"exported generator: {path}")
