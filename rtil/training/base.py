@@ -64,7 +64,8 @@ class GanModule(pl.LightningModule):
         return [(int(torch.multinomial(probs, 1, generator=gen)), 1.0)]
 
     # ---- optimisation ---------------------------------------------------------------------------
-    def on_train_start(self) -> None:
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Lightning re-enables DDP's reducer after every step; rtil averages gradients itself.
         disable_ddp_gradient_sync(self.trainer.strategy.model)
 
     def check_finite(self, **values: torch.Tensor) -> None:

@@ -1,0 +1,120 @@
+"""StyleGAN2 family training: one step per RTIL setting, exact resume, NaN guard, export."""
+
+import hashlib
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import rtil
+from rtil.checkpoints import export_lightning_checkpoint
+from rtil.data.datamodule import GanDataModule
+from rtil.errors import RtilError
+from rtil.training import StyleGAN2Module
+from rtil.training.callbacks import KimgCheckpoint
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(eval mode|does not have many workers|LeafSpec|GPU available).*")
+
+TINY = dict(resolution=8, img_channels=1, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
+            mbstd_group_size=2, r1_interval=2, pl_interval=2, ema_kimg=0.01)
+BATCH = 4
+
+
+def iterations_kimg(n):
+    return n * BATCH / 1000
+
+
+def make_trainer(tmp_path, callbacks=()):
+    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_epochs=-1, use_distributed_sampler=False,
+                      default_root_dir=tmp_path, callbacks=list(callbacks),
+                      enable_checkpointing=any(isinstance(c, KimgCheckpoint) for c in callbacks))
+
+
+def fit(tmp_path, iterations, ckpt_path=None, callbacks=(), **kw):
+    torch.manual_seed(0)  # the same initial weights in every run
+    module = StyleGAN2Module(**{**TINY, **kw}, total_kimg=iterations_kimg(iterations))
+    data = GanDataModule(resolution=8, channels=1, batch_size=BATCH, seed=0)
+    trainer = make_trainer(tmp_path, callbacks)
+    trainer.fit(module, data, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+@pytest.mark.parametrize("settings", [
+    dict(rtil_cut_points=None),
+    dict(rtil_cut_points=[1, 2]),
+    dict(rtil_cut_points=[1, 2], member_sampling="one"),
+    dict(rtil_cut_points=[2], member_weighting="lambda", member_lambda=0.7),
+])
+def test_training_steps_run_for_every_rtil_setting(tmp_path, settings):
+    module, _ = fit(tmp_path, 2, **settings)
+    assert int(module.iteration) == 2 and int(module.nimg) == 2 * BATCH
+    assert module.num_members == 1 + len(settings["rtil_cut_points"] or [])
+    if settings.get("member_sampling") != "one":  # all members trained: every path-length mean moved
+        assert torch.all(module.pl_mean > 0)
+    # The EMA generator moved away from its initial copy and differs from the raw generator.
+    assert not torch.equal(module.G_ema.blocks[0].conv1.weight, module.G.blocks[0].conv1.weight)
+
+
+def test_member_weights_match_the_configuration():
+    assert StyleGAN2Module(**TINY, rtil_cut_points=[0, 1, 2]).member_weights == [0.25] * 4
+    lam = StyleGAN2Module(**TINY, rtil_cut_points=[1, 2], member_weighting="lambda", member_lambda=0.6)
+    assert lam.member_weights == pytest.approx([0.6, 0.2, 0.2])
+    with pytest.raises(RtilError):
+        StyleGAN2Module(**TINY, rtil_cut_points=[1, 9])
+    with pytest.raises(RtilError):
+        StyleGAN2Module(**TINY, member_sampling="some")
+
+
+def _state(module, trainer):
+    opt_states = [o.state_dict()["state"] for o in trainer.optimizers]
+    return module.state_dict(), opt_states
+
+
+def test_resume_is_exact(tmp_path):
+    straight, t_straight = fit(tmp_path / "a", 5, rtil_cut_points=[1, 2])
+    ckpt = KimgCheckpoint(dirpath=str(tmp_path / "b" / "ckpt"), every_kimg=1000)
+    fit(tmp_path / "b", 3, rtil_cut_points=[1, 2], callbacks=[ckpt])
+    last = tmp_path / "b" / "ckpt" / "last.ckpt"
+    assert last.is_file()
+    resumed, t_resumed = fit(tmp_path / "b", 5, ckpt_path=str(last), rtil_cut_points=[1, 2],
+                             callbacks=[KimgCheckpoint(dirpath=str(tmp_path / "b" / "ckpt"), every_kimg=1000)])
+    (s1, o1), (s2, o2) = _state(straight, t_straight), _state(resumed, t_resumed)
+    assert int(resumed.iteration) == 5
+    for key in s1:
+        torch.testing.assert_close(s1[key], s2[key], rtol=0, atol=0, msg=key)
+    for a, b in zip(o1, o2, strict=True):
+        for index in a:
+            for name in a[index]:
+                torch.testing.assert_close(a[index][name], b[index][name], rtol=0, atol=0)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    fit(tmp_path, 2, callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)])
+    last = ckpt_dir / "last.ckpt"
+    digest = hashlib.sha256(last.read_bytes()).hexdigest()
+
+    class Poison(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            with torch.no_grad():
+                module.D.out.weight.fill_(float("nan"))
+
+    with pytest.raises(RtilError, match="became nan"):
+        fit(tmp_path, 4, ckpt_path=str(last),
+            callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000), Poison()])
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == digest
+
+
+def test_export_from_lightning_checkpoint(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    module, _ = fit(tmp_path, 2, rtil_cut_points=[1],
+                    callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)])
+    out = export_lightning_checkpoint(ckpt_dir / "last.ckpt", tmp_path / "g.pt")
+    G = rtil.load_generator(out)
+    z = torch.randn(3, 8)
+    torch.testing.assert_close(G(z, noise_mode="const"), module.G_ema.eval()(z, noise_mode="const"), rtol=0, atol=0)
+    assert G.rtil == {"kind": "gaussian", "cut_points": [1], "sigma": 1.0}
+    assert G.provenance["kimg"] == pytest.approx(0.008) and G.provenance["data"]["dataset"] == "digits"
+    with pytest.raises(RtilError, match="not a Lightning checkpoint"):
+        export_lightning_checkpoint(out, tmp_path / "x.pt")
