@@ -42,7 +42,7 @@ def _cmd_info(args) -> None:
 def _cmd_demo(args) -> None:
     from rtil.demo import run_demo
 
-    run_demo(args.out, seed=args.seed)
+    run_demo(args.out, seed=args.seed, train_kimg=args.train_kimg)
 
 
 def _channel_table(text: str) -> dict[int, int]:
@@ -83,9 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("demo", help="build, sample, export and reload both generator families")
+    p = sub.add_parser("demo", help="build/export/reload both families, then train a small StyleGAN2 on digits")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-kimg", type=float, default=20.0,
+                   help="thousands of images to train the digits StyleGAN2 for (0 skips training)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
