@@ -1,0 +1,55 @@
+"""Sample quality on the built-in digits: a Fréchet distance in the feature space of a small
+classifier trained on the digits' training split (Inception weights, and so FID, are not
+available offline). It is a proxy for comparing runs on digits, not an FID.
+
+Images are area-averaged to 8x8 (the digits' native size), mapped to the 0..16 range of
+scikit-learn's digits, and embedded with the hidden layer of a seeded MLP classifier.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+
+
+@lru_cache(maxsize=1)
+def _classifier():
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    digits = load_digits()
+    clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=400, random_state=0)
+    clf.fit(digits.data[:1500] / 16.0, digits.target[:1500])
+    return clf
+
+
+def digit_features(images: torch.Tensor) -> np.ndarray:
+    """Images (N, C, H, W) in [-1, 1] -> features (N, 64) (hidden ReLU layer of the classifier)."""
+    x = images.detach().float().cpu().mean(dim=1, keepdim=True)  # gray
+    x = F.adaptive_avg_pool2d(x, 8).reshape(len(x), 64)
+    x = ((x.clamp(-1, 1) + 1) / 2).numpy()  # digits data / 16 is in [0, 1]
+    clf = _classifier()
+    return np.maximum(x @ clf.coefs_[0] + clf.intercepts_[0], 0.0)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = covmean.real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def digits_fd(generated: torch.Tensor, reference: torch.Tensor) -> float:
+    """Fréchet digits distance between generated and reference images, both (N, C, H, W) in [-1, 1]."""
+    return frechet_distance(digit_features(generated), digit_features(reference))
+
+
+def classifier_confidence(images: torch.Tensor) -> float:
+    """Mean max-class probability of the digits classifier on the images (in [0.1, 1])."""
+    x = images.detach().float().cpu().mean(dim=1, keepdim=True)
+    x = ((F.adaptive_avg_pool2d(x, 8).reshape(len(x), 64).clamp(-1, 1) + 1) / 2).numpy()
+    return float(_classifier().predict_proba(x).max(axis=1).mean())
