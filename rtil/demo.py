@@ -2,15 +2,19 @@
 
 1. builds both generator families from configs/models/*.yaml, samples a grid with one row per
    RTIL member, exports each generator and checks that the reloaded file gives identical images;
-2. trains a small RTIL StyleGAN2 on the digits with train.py's configuration
-   (configs/stylegan2_digits.yaml, shortened to `train_kimg`), exports it and writes a grid of
-   its members' samples.
+2. trains a vanilla and an RTIL StyleGAN2 on the digits with train.py's configuration
+   (configs/stylegan2_digits.yaml, shortened to `train_kimg`), exports both and writes grids of
+   their members' samples;
+3. runs the sweep of configs/eval/digits_demo.yaml on the two trained generators (ILO and
+   mGANprior, compressed sensing at several ratios, the same operators for both models) and
+   writes PSNR/SSIM-versus-ratio curves, tables and image grids.
 """
 
 import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from torchvision.utils import save_image
 
 from rtil.checkpoints import load_generator, save_generator
@@ -52,37 +56,60 @@ def build_export_reload(out_dir: Path, seed: int = 0, num_samples: int = 8) -> d
                                           "config": name, "seed": seed})
         G2 = load_generator(path)
         diffs[stem] = (member_grid(G2, family, num_samples, seed) - grid).abs().max().item()
-        print(f"[1/2] {stem}: {family.num_members} members, untrained -> {png.name}; exported {path.name} "
+        print(f"  {stem}: {family.num_members} members, untrained -> {png.name}; exported {path.name} "
               f"(reload max abs diff {diffs[stem]:.1e})")
     return diffs
 
 
-def train_stylegan2(out_dir: Path, train_kimg: float, seed: int = 0) -> Path:
-    """Step 2. Trains the digits StyleGAN2 RTIL family for `train_kimg` thousand images; returns
-    the exported generator file."""
+def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, vanilla: bool = False) -> Path:
+    """Trains the digits StyleGAN2 (RTIL family, or vanilla) for `train_kimg` thousand images;
+    returns the exported generator file out_dir/<name>.pt."""
     from rtil.training.cli import main as train_main
 
     train_dir = out_dir / "train"
-    print(f"[2/2] training the RTIL StyleGAN2 on digits for {train_kimg} kimg (logs in {train_dir})")
-    cli = train_main(["fit", "--config", str(CONFIG_DIR / "stylegan2_digits.yaml"),
-                      "--model.init_args.total_kimg", str(train_kimg), "--seed_everything", str(seed),
-                      "--trainer.default_root_dir", str(train_dir), "--run_name", "demo",
-                      "--checkpoint.every_kimg", str(max(train_kimg / 2, 1.0)),
-                      "--samples.every_kimg", str(max(train_kimg / 4, 1.0))])
-    exported = Path(cli.trainer.log_dir) / "generator.pt"
-    final = out_dir / "stylegan2_digits.pt"
-    shutil.copyfile(exported, final)
+    args = ["fit", "--config", str(CONFIG_DIR / "stylegan2_digits.yaml"),
+            "--model.init_args.total_kimg", str(train_kimg), "--seed_everything", str(seed),
+            "--trainer.default_root_dir", str(train_dir), "--run_name", name,
+            "--checkpoint.every_kimg", str(max(train_kimg / 2, 1.0)),
+            "--samples.every_kimg", str(max(train_kimg / 4, 1.0))]
+    if vanilla:
+        args += ["--model.init_args.rtil_cut_points", "[]"]
+    cli = train_main(args)
+    final = out_dir / f"{name}.pt"
+    shutil.copyfile(Path(cli.trainer.log_dir) / "generator.pt", final)
     G = load_generator(final)
-    family = build_family(G.rtil)
-    png = out_dir / "stylegan2_digits_members.png"
-    save_image(member_grid(G, family, 8, seed), png, nrow=8, normalize=True, value_range=(-1, 1))
-    print(f"[2/2] trained generator: {final} (rows of {png.name}: members G0..G{family.num_members - 1})")
+    png = out_dir / f"{name}_samples.png"
+    if G.rtil is None:
+        z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(seed))
+        save_image(G(z, noise_mode="const"), png, nrow=8, normalize=True, value_range=(-1, 1))
+    else:
+        family = build_family(G.rtil)
+        save_image(member_grid(G, family, 8, seed), png, nrow=8, normalize=True, value_range=(-1, 1))
+    print(f"trained generator: {final}; samples: {png.name}")
     return final
 
 
-def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 20.0) -> None:
+def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 20.0, sweep: bool = True) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    print("[1/3] building, sampling, exporting and reloading both generator families")
     build_export_reload(out_dir, seed)
-    if train_kimg > 0:
-        train_stylegan2(out_dir, train_kimg, seed)
+    if train_kimg <= 0:
+        return
+    models = {}
+    for step, (name, vanilla) in enumerate((("vanilla", True), ("rtil", False)), start=1):
+        print(f"[2/3] ({step}/2) training the {name} StyleGAN2 on digits for {train_kimg} kimg")
+        models[name] = str(train_stylegan2(out_dir, f"stylegan2_digits_{name}", train_kimg, seed, vanilla))
+    if not sweep:
+        return
+    from rtil.evaluation.sweep import run_sweep
+
+    cfg = read_yaml(CONFIG_DIR / "eval" / "digits_demo.yaml")
+    cfg.update(out=str(out_dir / "sweep"), models=models, seed=seed)
+    cfg["methods"] = {m: str(CONFIG_DIR / "invert" / Path(p).name) for m, p in cfg["methods"].items()}
+    sweep_config = out_dir / "sweep.yaml"
+    sweep_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    print(f"[3/3] sweep {sweep_config}: vanilla vs RTIL, ILO and mGANprior, compressed sensing")
+    result = run_sweep(sweep_config)
+    print(f"curves: {result / 'curves'}; tables: {result / 'summary.csv'}, {result / 'paired.csv'}; "
+          f"grids: {result / 'grids'}")
