@@ -1,0 +1,244 @@
+"""Sweeps: models x methods x tasks x task parameters x images, from a YAML file.
+
+    out: outputs/sweeps/digits         # results folder
+    images: digits-test                # or a folder of images of the generators' size
+    num_images: 16
+    batch_size: 16
+    seed: 0                            # operators, masks and initialisations: shared by all models (paired)
+    models:   {vanilla: vanilla.pt, rtil: rtil.pt}
+    methods:  {ilo: configs/invert/ilo.yaml, mganprior: {steps: 200}}   # settings file or inline settings
+    tasks:    {cs: [0.1, 0.25, 0.5], inpaint: [0.25], sr: [4], denoise: [0.2]}   # ratios / factors / sigmas
+
+Each (model, method, task, parameter) cell is solved once and written to cells/<id>.json (+ .pt with
+the reconstructions); a rerun skips finished cells, so an interrupted sweep resumes. Cells can be
+split across processes (rank r of W takes every W-th cell; under torchrun RANK/WORLD_SIZE are read
+from the environment); every cell has its own file, so the results merge without duplicates.
+`merge` writes results.csv (one row per image), summary.csv/json (mean and 95% CI per cell),
+paired.csv (model differences on the same images and operators), metric-vs-parameter curves and
+truth | measurement | reconstruction grids.
+"""
+
+import csv
+import json
+import math
+import os
+import time
+from itertools import combinations
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rtil.checkpoints import atomic_torch_save, load_generator
+from rtil.config import read_yaml
+from rtil.errors import RtilError
+from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings
+from rtil.evaluation.plots import plot_curves, save_comparison_grid
+from rtil.evaluation.stats import mean_ci, paired_difference
+from rtil.inverse.run import load_images, load_settings, reconstruction_metrics, solve_images
+
+TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
+METRICS = ("psnr", "ssim", "lpips")
+GRID_IMAGES = 6
+
+
+def read_sweep_config(path: str | Path) -> dict:
+    """The sweep config with defaults filled in and every entry checked."""
+    cfg = read_yaml(path)
+    base = Path(path).resolve().parent
+    for key in ("models", "methods", "tasks"):
+        if not isinstance(cfg.get(key), dict) or not cfg[key]:
+            raise RtilError(f"{path}: '{key}' must be a non-empty mapping")
+    for task, values in cfg["tasks"].items():
+        if task not in TASK_PARAMETER:
+            raise RtilError(f"{path}: unknown task {task!r}; choose from {', '.join(TASK_PARAMETER)}")
+        if not isinstance(values, list) or not values:
+            raise RtilError(f"{path}: tasks.{task} must be a non-empty list of {TASK_PARAMETER[task]} values")
+    methods = {}
+    for name, settings in cfg["methods"].items():
+        if isinstance(settings, str):
+            settings = load_settings(_resolve(settings, base))
+        methods[name] = {**(settings or {}), "method": (settings or {}).get("method", name)}
+    return {
+        "out": cfg.get("out", "outputs/sweep"),
+        "images": cfg.get("images", "digits-test"),
+        "num_images": int(cfg.get("num_images", 16)),
+        "batch_size": int(cfg.get("batch_size", 16)),
+        "seed": int(cfg.get("seed", 0)),
+        "models": {name: str(_resolve(p, base)) for name, p in cfg["models"].items()},
+        "methods": methods,
+        "tasks": {task: [float(v) if TASK_PARAMETER[task] != "factor" else int(v) for v in values]
+                  for task, values in cfg["tasks"].items()},
+    }
+
+
+def _resolve(path: str, base: Path) -> Path:
+    """Relative paths are taken from the current folder when they exist there, else from the config's."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+def cell_list(cfg: dict) -> list[dict]:
+    """All cells, in a fixed order."""
+    return [{"model": model, "method": method, "task": task, "param": param,
+             "id": f"{model}__{method}__{task}__{param}"}
+            for model in cfg["models"] for method in cfg["methods"]
+            for task, params in cfg["tasks"].items() for param in params]
+
+
+def run_sweep(config_path: str | Path, out: str | Path | None = None, rank: int | None = None,
+              world_size: int | None = None, device: str | None = None, progress: bool = True) -> Path:
+    """Solve this process's unfinished cells, then (rank 0) merge everything. Returns the out folder."""
+    cfg = read_sweep_config(config_path)
+    out = Path(out or cfg["out"])
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    device = device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    for path in cfg["models"].values():
+        if not Path(path).is_file():
+            raise RtilError(f"generator file not found: {path}")
+    (out / "sweep_config.json").write_text(json.dumps(cfg, indent=2))
+
+    mine = [c for i, c in enumerate(cell_list(cfg)) if i % world_size == rank]
+    todo = [c for c in mine if not (out / "cells" / f"{c['id']}.json").is_file()]
+    if progress:
+        print(f"sweep: {len(mine)} cells for rank {rank}/{world_size}, {len(mine) - len(todo)} already done")
+    lpips_metric = load_lpips(device)
+    generators, images = {}, None
+    for cell in tqdm(todo, desc="sweep cells", unit="cell", disable=not progress):
+        if cell["model"] not in generators:
+            generators = {cell["model"]: load_generator(cfg["models"][cell["model"]], device=device)}
+        G = generators[cell["model"]]
+        if images is None:
+            images, names = load_images(cfg["images"], G, cfg["num_images"])
+        solve_cell(cell, G, images, names, cfg, lpips_metric, out)
+
+    if world_size > 1 and "MASTER_ADDR" in os.environ:  # launched by torchrun: wait for every rank
+        _barrier()
+    if rank == 0:
+        merge_sweep(out)
+    return out
+
+
+def solve_cell(cell: dict, G, images: torch.Tensor, names: list[str], cfg: dict, lpips_metric, out: Path) -> None:
+    """Solve one cell and write cells/<id>.json and cells/<id>.pt atomically (tmp file + rename)."""
+    t0 = time.perf_counter()
+    settings = dict(cfg["methods"][cell["method"]])
+    method = settings.pop("method")
+    param = {TASK_PARAMETER[cell["task"]]: cell["param"]}
+    results = solve_images(G, images, method, cell["task"], settings, cfg["seed"], batch_size=cfg["batch_size"],
+                           **param)
+    metrics = reconstruction_metrics(results.reconstructions, images, lpips_metric)
+    record = {**cell, "method_name": method, "parameter": TASK_PARAMETER[cell["task"]], "images": names,
+              "metrics": metrics, "measurement_loss": results.measurement_loss.tolist(),
+              "solver": results.solver, "operators": results.operators,
+              "metric_settings": metric_settings(lpips_metric),
+              "lpips": "computed" if lpips_metric is not None else lpips_unavailable_message(),
+              "generator": cfg["models"][cell["model"]], "seconds": time.perf_counter() - t0}
+    base = out / "cells" / cell["id"]
+    atomic_torch_save({"reconstructions": results.reconstructions, "measurement_views": results.measurement_views,
+                       "truths": images.cpu()}, f"{base}.pt")
+    Path(f"{base}.json.tmp").write_text(json.dumps(_finite(record), indent=1))
+    os.replace(f"{base}.json.tmp", f"{base}.json")
+
+
+def merge_sweep(out: str | Path) -> dict:
+    """Merge the cell files of `out` into tables, curves and grids. Returns the summary rows."""
+    out = Path(out)
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    if not cells:
+        raise RtilError(f"no finished cells in {out / 'cells'}")
+    rows, summary = [], []
+    for c in cells:
+        present = [m for m in METRICS if m in c["metrics"]]
+        for i, name in enumerate(c["images"]):
+            rows.append({"model": c["model"], "method": c["method"], "task": c["task"], "param": c["param"],
+                         "image": name, "measurement_loss": c["measurement_loss"][i],
+                         **{m: c["metrics"][m][i] for m in present}})
+        entry = {"model": c["model"], "method": c["method"], "task": c["task"], "ratio": c["param"],
+                 "param": c["param"], "n": len(c["images"])}
+        for m in METRICS:
+            if m in present:
+                ci = mean_ci(c["metrics"][m])
+                entry.update({f"{m}_mean": ci.mean, f"{m}_low": ci.low, f"{m}_high": ci.high})
+            else:
+                entry.update({f"{m}_mean": None, f"{m}_low": None, f"{m}_high": None})
+        summary.append(entry)
+    _write_csv(out / "results.csv", rows)
+    _write_csv(out / "summary.csv", summary)
+    paired = paired_rows(cells)
+    if paired:
+        _write_csv(out / "paired.csv", paired)
+    (out / "summary.json").write_text(json.dumps(_finite({"summary": summary, "paired": paired,
+                                                          "metric_settings": cells[0]["metric_settings"],
+                                                          "lpips": cells[0]["lpips"]}), indent=1))
+    for task in sorted({c["task"] for c in cells}):
+        for m in METRICS:
+            if any(s[f"{m}_mean"] is not None for s in summary if s["task"] == task):
+                plot_curves(summary, m, task, out / "curves" / f"{task}_{m}.png")
+    write_grids(out, cells)
+    return {"summary": summary, "paired": paired}
+
+
+def paired_rows(cells: list[dict]) -> list[dict]:
+    """For every two models, the per-image paired difference (second - first) of each metric on the same
+    method, task, parameter and images (hence the same operators and starts), with its 95% CI."""
+    by_key = {(c["model"], c["method"], c["task"], c["param"]): c for c in cells}
+    models = sorted({c["model"] for c in cells})
+    out = []
+    for a, b in combinations(models, 2):
+        for (model, method, task, param), ca in sorted(by_key.items()):
+            cb = by_key.get((b, method, task, param))
+            if model != a or cb is None or ca["images"] != cb["images"]:
+                continue
+            for m in METRICS:
+                if m in ca["metrics"] and m in cb["metrics"]:
+                    d = paired_difference(cb["metrics"][m], ca["metrics"][m])
+                    out.append({"comparison": f"{b} - {a}", "method": method, "task": task, "param": param,
+                                "metric": m, "n": d.n, "mean_difference": d.mean_difference, "low": d.low,
+                                "high": d.high, "p_value": d.p_value})
+    return out
+
+
+def write_grids(out: Path, cells: list[dict]) -> None:
+    """grids/<method>_<task>_<param>.png: truth | measurement | one column per model."""
+    groups = {}
+    for c in cells:
+        groups.setdefault((c["method"], c["task"], c["param"]), []).append(c)
+    for (method, task, param), members in groups.items():
+        members = sorted(members, key=lambda c: c["model"])
+        tensors = [torch.load(out / "cells" / f"{c['id']}.pt", weights_only=True) for c in members]
+        n = min(GRID_IMAGES, tensors[0]["truths"].shape[0])
+        columns = [tensors[0]["truths"][:n], tensors[0]["measurement_views"][:n]]
+        columns += [t["reconstructions"][:n] for t in tensors]
+        save_comparison_grid([col.float() for col in columns], out / "grids" / f"{method}_{task}_{param}.png")
+        (out / "grids" / f"{method}_{task}_{param}.txt").write_text(
+            "columns: truth | measurement | " + " | ".join(c["model"] for c in members) + "\n")
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _finite(obj):
+    """JSON-safe: NaN/inf become None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _barrier() -> None:
+    """Wait for every rank (torchrun sets the rendezvous environment) before merging."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()

@@ -1,0 +1,207 @@
+"""Solve a set of images with one method on one task: what `invert.py solve` (and a sweep) calls.
+
+    images, names = load_images("digits-test", G, num_images=32)
+    results = solve_images(G, images, "ilo", "cs", settings, seed, ratio=0.25)
+    metrics = reconstruction_metrics(results.reconstructions, images, lpips_metric)
+
+Images are split into batches; the batch holding images k..k+B-1 gets operators built with item_offset=k
+and per-image random starts drawn for images k.., so every image gets the same operator and start whatever
+the batch size (noise-free tasks reproduce exactly; measurement noise, for denoising, is drawn per batch).
+The ground truth is used only to make the measurements.
+"""
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from rtil.errors import RtilError
+from rtil.inverse.csgm import CSGM
+from rtil.inverse.ilo import ILO
+from rtil.inverse.mapping_proxy import fit_mapping_proxy
+from rtil.inverse.mganprior import MGANPrior
+from rtil.inverse.operators import build_operator
+from rtil.inverse.pulse import Pulse
+from rtil.inverse.solvers import check_generator, generator_device, image_generators
+
+SOLVERS = {"csgm": CSGM, "ilo": ILO, "mganprior": MGANPrior, "pulse": Pulse}
+DIGITS_TEST = "digits-test"
+TASKS = ("cs", "inpaint", "sr", "denoise")
+MEASUREMENT_NOISE_STREAM = 0x4015E
+
+
+def make_solver(method: str, settings: dict | None = None):
+    """The solver for `method` with `settings` (field -> value; missing fields keep their defaults). A
+    'method' entry, if present, must name the same method (so a config file cannot be used for another)."""
+    if method not in SOLVERS:
+        raise RtilError(f"unknown method {method!r}; choose one of {', '.join(SOLVERS)}")
+    settings = dict(settings or {})
+    declared = settings.pop("method", method)
+    if declared != method:
+        raise RtilError(f"the settings are for method {declared!r}, not {method!r}")
+    cls = SOLVERS[method]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise RtilError(f"unknown {method} setting(s) {unknown}; known: {sorted(known)}")
+    return cls(**settings)
+
+
+def load_settings(path: str | Path) -> dict:
+    """A solver settings file (YAML mapping of setting -> value, optionally with 'method')."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtilError(f"config file not found: {path}")
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RtilError(f"{path} is not valid YAML: {e}") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise RtilError(f"{path} must hold a mapping of solver settings, got {type(settings).__name__}")
+    return settings
+
+
+def load_images(source: str | Path, G, num_images: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """The first `num_images` (default all) images of `source`, (N, C, R, R) in [-1, 1], and their names.
+    source: "digits-test" (the built-in test digits at G's resolution and channels) or a folder of images,
+    which must already have G's size and channels (no silent resizing or conversion)."""
+    if num_images is not None and num_images < 1:
+        raise RtilError(f"the number of images must be >= 1, got {num_images}")
+    if str(source) == DIGITS_TEST:
+        from rtil.data.digits import digits_test_images
+
+        images = digits_test_images(G.resolution, G.img_channels)[:num_images]
+        return images, [f"digits-test/{i}" for i in range(images.shape[0])]
+
+    from rtil.data.folder import UNREADABLE_IMAGE_ERRORS, find_image_files, image_to_tensor, open_image
+
+    files = find_image_files(source)[:num_images]
+    tensors = []
+    for f in files:
+        try:
+            img = open_image(f)
+        except UNREADABLE_IMAGE_ERRORS as e:
+            raise RtilError(f"cannot read image {f}: {e}") from None
+        channels = 1 if img.mode == "L" else 3
+        if img.size != (G.resolution, G.resolution) or channels != G.img_channels:
+            raise RtilError(f"image {f} is {img.size[0]}x{img.size[1]} with {channels} channel(s), but the generator "
+                            f"makes {G.resolution}x{G.resolution} images with {G.img_channels} channel(s); "
+                            f"resize/convert the images first")
+        tensors.append(image_to_tensor(img))
+    return torch.stack(tensors), [str(Path(f).relative_to(source)) for f in files]
+
+
+def measurement_view(operator, y: torch.Tensor) -> torch.Tensor:
+    """Measurements as images (B, C, H, W) to look at: image-shaped measurements as they are (masks,
+    denoising), low-resolution ones nearest-up-sampled, others (CS) back-projected, A^T y / E[A^T A]."""
+    shape = tuple(operator.measurement_shape)
+    if shape == tuple(operator.image_shape):
+        return operator.adjoint(y)
+    if len(shape) == 3:
+        return F.interpolate(y, size=operator.image_shape[1:], mode="nearest")
+    gain = getattr(operator, "scale", 1.0) ** 2 * getattr(operator, "m", 1)
+    return operator.adjoint(y) / gain
+
+
+@dataclass
+class InversionResults:
+    """Results for N images (in the order given).
+
+    reconstructions: (N, C, H, W) in [-1, 1]; measurements: (N, *measurement_shape);
+    measurement_views: (N, C, H, W) the measurements as images (see measurement_view);
+    measurement_loss, selected_step, selected_restart: (N,); feasible: (N,) bool or None;
+    operators: describe() of each batch's operator; solver: the solver settings; info: solver notes.
+    """
+
+    reconstructions: torch.Tensor
+    measurements: torch.Tensor
+    measurement_views: torch.Tensor
+    measurement_loss: torch.Tensor
+    selected_step: torch.Tensor
+    selected_restart: torch.Tensor
+    feasible: torch.Tensor | None
+    operators: list[dict] = field(default_factory=list)
+    solver: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict | None, seed: int, *,
+                 ratio: float | None = None, factor: int | None = None, sigma: float | None = None,
+                 batch_size: int = 8, first_index: int = 0, operator_options: dict | None = None,
+                 perceptual=None, progress: bool = False) -> InversionResults:
+    """Measure `images` (N, C, H, W) in [-1, 1] with the `task` operator and reconstruct them with `method`.
+
+    ratio (cs, inpaint), factor (sr), sigma (denoise): the task's parameter; settings: solver settings
+    (see make_solver); seed: operators, measurement noise and random starts; first_index: data-set index of
+    images[0] (for per-image draws); operator_options: extra build_operator options (e.g. noise_std);
+    perceptual: LPIPS network for a perceptual loss term (loaded if None and the solver's weight is > 0).
+    """
+    if task not in TASKS:
+        raise RtilError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    solver = make_solver(method, settings)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise RtilError(f"images must be a non-empty (N, C, H, W) tensor, got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise RtilError(f"batch_size must be >= 1, got {batch_size}")
+    device = generator_device(G)
+    if perceptual is None and solver.perceptual > 0:
+        from rtil.evaluation.metrics import load_lpips
+
+        perceptual = load_lpips(device)
+    if perceptual is not None:
+        perceptual.requires_grad_(False)
+    extra = {}
+    if isinstance(solver, (ILO, Pulse)) and G.family == "stylegan2":
+        extra["proxy"] = fit_mapping_proxy(G, solver.proxy_samples, solver.proxy_seed)
+
+    from tqdm import tqdm
+
+    num_batches = -(-images.shape[0] // batch_size)
+    bar = tqdm(total=num_batches * solver.total_steps, desc=f"{method} {task}", unit="step", disable=not progress)
+    parts, operators, info = [], [], {}
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device)
+        b, offset = x.shape[0], first_index + start
+        random_options = {"item_offset": offset} if task in ("cs", "inpaint") else {}
+        operator = build_operator(task, tuple(x.shape[1:]), b, ratio=ratio, factor=factor, sigma=sigma, seed=seed,
+                                  **random_options, **(operator_options or {})).to(device)
+        with torch.no_grad():
+            noise = image_generators(1, seed, offset, stream=MEASUREMENT_NOISE_STREAM)[0]
+            y = operator.measure(x, generator=noise) if operator.noise_std > 0 else operator(x)
+        check_generator(G, operator, y)
+        result = solver.solve(G, operator, y, seed=seed, item_offset=offset, perceptual=perceptual,
+                              progress=bar.update, **extra)
+        with torch.no_grad():
+            view = measurement_view(operator, y)
+        parts.append((result, y, view))
+        operators.append(operator.describe())
+        info = result.info
+    bar.close()
+
+    def cat(name):
+        return torch.cat([getattr(r, name).detach().cpu() for r, _, _ in parts])
+
+    feasible = None if parts[0][0].feasible is None else cat("feasible")
+    return InversionResults(
+        reconstructions=cat("images"), measurements=torch.cat([y.cpu() for _, y, _ in parts]),
+        measurement_views=torch.cat([v.cpu() for _, _, v in parts]), measurement_loss=cat("measurement_loss"),
+        selected_step=cat("selected_step"), selected_restart=cat("selected_restart"), feasible=feasible,
+        operators=operators, solver=solver.settings(), info=info)
+
+
+def reconstruction_metrics(reconstructions: torch.Tensor, truths: torch.Tensor, lpips_metric=None) -> dict:
+    """Per-image PSNR, SSIM (and LPIPS if a metric is given) of reconstructions vs truths, both (N, C, H, W)
+    in [-1, 1]: {"psnr": [...], "ssim": [...], "lpips": [...]}, values as Python floats."""
+    from rtil.evaluation.metrics import image_metrics, to_unit_range
+
+    pred, target = to_unit_range(reconstructions.cpu()), to_unit_range(truths.cpu())
+    if lpips_metric is not None:
+        device = next(lpips_metric.parameters()).device
+        values = image_metrics(pred.to(device), target.to(device), lpips_metric)
+    else:
+        values = image_metrics(pred, target)
+    return {name: v.cpu().tolist() for name, v in values.items()}

@@ -1,0 +1,78 @@
+"""Sweeps: cells, resume without recomputation, sharding across ranks, merged tables and figures."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_stylegan2
+from rtil.checkpoints import save_generator
+from rtil.errors import RtilError
+from rtil.evaluation.sweep import cell_list, merge_sweep, read_sweep_config, run_sweep
+
+
+@pytest.fixture
+def sweep_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no LPIPS weights: reported unavailable
+    for name, seed in (("vanilla", 1), ("rtil", 2)):
+        torch.manual_seed(seed)
+        save_generator(tmp_path / f"{name}.pt", tiny_stylegan2(16, 1).eval())
+    cfg = {"out": str(tmp_path / "sweep"), "images": "digits-test", "num_images": 3, "batch_size": 3, "seed": 0,
+           "models": {"vanilla": str(tmp_path / "vanilla.pt"), "rtil": str(tmp_path / "rtil.pt")},
+           "methods": {"csgm": {"steps": 5, "restarts": 1}},
+           "tasks": {"cs": [0.25, 0.5]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_sweep_writes_tables_curves_and_grids(sweep_config, tmp_path):
+    out = run_sweep(sweep_config, progress=False)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 2 * 3  # models x ratios x images
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["summary"]) == 4
+    assert {p["metric"] for p in summary["paired"]} == {"psnr", "ssim"}  # LPIPS weights are not available here
+    assert all(p["n"] == 3 for p in summary["paired"])
+    assert summary["metric_settings"]["lpips"]["status"] == "unavailable"
+    assert (out / "curves" / "cs_psnr.png").is_file() and (out / "curves" / "cs_ssim.png").is_file()
+    assert (out / "grids" / "csgm_cs_0.25.png").is_file()
+
+
+def test_sweep_resumes_without_recomputing_finished_cells(sweep_config):
+    out = run_sweep(sweep_config, progress=False)
+    cells = sorted((out / "cells").glob("*.json"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in cells}
+    cells[0].unlink()
+    run_sweep(sweep_config, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert set(after) == set(stamps)
+    changed = [name for name in after if after[name] != stamps[name]]
+    assert changed == [cells[0].name]
+
+
+def test_sharded_sweep_merges_without_duplicates(sweep_config, tmp_path):
+    cfg = read_sweep_config(sweep_config)
+    ids = [c["id"] for c in cell_list(cfg)]
+    run_sweep(sweep_config, rank=1, world_size=2, progress=False)
+    done_by_rank1 = sorted(p.stem for p in (tmp_path / "sweep" / "cells").glob("*.json"))
+    assert done_by_rank1 == sorted(ids[1::2])
+    run_sweep(sweep_config, rank=0, world_size=2, progress=False)  # rank 0 merges everything
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    keys = [(r["model"], r["method"], r["task"], r["param"], r["image"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(ids) * 3
+
+
+def test_bad_sweep_configs_are_clear_errors(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"models": {"a": "a.pt"}, "methods": {"csgm": {}}, "tasks": {"deblur": [1]}}))
+    with pytest.raises(RtilError, match="unknown task"):
+        read_sweep_config(path)
+    path.write_text(yaml.safe_dump({"models": {"a": str(tmp_path / "missing.pt")}, "methods": {"csgm": {}},
+                                    "tasks": {"cs": [0.5]}, "out": str(tmp_path / "o")}))
+    with pytest.raises(RtilError, match="not found"):
+        run_sweep(path, progress=False)
+    with pytest.raises(RtilError, match="no finished cells"):
+        merge_sweep(tmp_path / "o")
