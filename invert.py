@@ -1,5 +1,7 @@
 """Solve inverse problems with a GAN prior and write reconstructions and metrics.
 
+    python invert.py sweep --config configs/eval/digits_demo.yaml     # models x methods x tasks x ratios
+
     python invert.py solve --generator G.pt --method ilo --task cs --ratio 0.25 --images digits-test \\
         --num-images 32 --config configs/invert/ilo.yaml --out outputs/invert/ilo_cs25
 
@@ -56,7 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=run_solve)
+
+    p = sub.add_parser("sweep", help="models x methods x tasks x parameters from a YAML config (resumable)")
+    p.add_argument("--config", required=True, help="sweep config, e.g. configs/eval/digits_demo.yaml")
+    p.add_argument("--out", default=None, help="results folder (default: the config's 'out')")
+    p.add_argument("--rank", type=int, default=None, help="this process's share of the cells (default: $RANK or 0)")
+    p.add_argument("--world-size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
+    p.add_argument("--merge-only", action="store_true", help="only merge the finished cells into tables and plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_sweep_command)
     return parser
+
+
+def run_sweep_command(args) -> None:
+    from rtil.evaluation.sweep import merge_sweep, read_sweep_config, run_sweep
+
+    if args.merge_only:
+        merge_sweep(args.out or read_sweep_config(args.config)["out"])
+        return
+    out = run_sweep(args.config, out=args.out, rank=args.rank, world_size=args.world_size, progress=not args.quiet)
+    print(f"sweep results: {out} (summary.csv, paired.csv, curves/, grids/)")
 
 
 def summarise(values: list[float]) -> dict:
@@ -165,7 +187,7 @@ def run_solve(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run_solve(args)
+        args.run(args)
     except RtilError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -83,11 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("demo", help="build/export/reload both families, then train a small StyleGAN2 on digits")
+    p = sub.add_parser("demo", help="build/export/reload both families; train vanilla and RTIL StyleGAN2 on digits; "
+                                    "sweep ILO and mGANprior over compressed-sensing ratios")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-kimg", type=float, default=20.0,
-                   help="thousands of images to train the digits StyleGAN2 for (0 skips training)")
+    p.add_argument("--train-kimg", type=float, default=6.0,
+                   help="thousands of images to train each digits StyleGAN2 for (0 skips training and the sweep)")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -89,7 +89,7 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
     return final
 
 
-def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 20.0, sweep: bool = True) -> None:
+def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 6.0, sweep: bool = True) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print("[1/3] building, sampling, exporting and reloading both generator families")
@@ -106,7 +106,8 @@ def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 20.0, sweep
 
     cfg = read_yaml(CONFIG_DIR / "eval" / "digits_demo.yaml")
     cfg.update(out=str(out_dir / "sweep"), models=models, seed=seed)
-    cfg["methods"] = {m: str(CONFIG_DIR / "invert" / Path(p).name) for m, p in cfg["methods"].items()}
+    cfg["methods"] = {m: str(CONFIG_DIR / "invert" / Path(v).name) if isinstance(v, str) else v
+                      for m, v in cfg["methods"].items()}
     sweep_config = out_dir / "sweep.yaml"
     sweep_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     print(f"[3/3] sweep {sweep_config}: vanilla vs RTIL, ILO and mGANprior, compressed sensing")

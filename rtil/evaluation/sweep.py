@@ -167,7 +167,9 @@ def merge_sweep(out: str | Path) -> dict:
         summary.append(entry)
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "summary.csv", summary)
-    paired = paired_rows(cells)
+    config_path = out / "sweep_config.json"
+    order = list(json.loads(config_path.read_text())["models"]) if config_path.is_file() else None
+    paired = paired_rows(cells, order)
     if paired:
         _write_csv(out / "paired.csv", paired)
     (out / "summary.json").write_text(json.dumps(_finite({"summary": summary, "paired": paired,
@@ -181,11 +183,13 @@ def merge_sweep(out: str | Path) -> dict:
     return {"summary": summary, "paired": paired}
 
 
-def paired_rows(cells: list[dict]) -> list[dict]:
-    """For every two models, the per-image paired difference (second - first) of each metric on the same
-    method, task, parameter and images (hence the same operators and starts), with its 95% CI."""
+def paired_rows(cells: list[dict], model_order: list[str] | None = None) -> list[dict]:
+    """For every two models (in `model_order`, the config's order), the per-image paired difference
+    (second - first, e.g. rtil - vanilla) of each metric on the same method, task, parameter and images
+    (hence the same operators and starts), with its 95% CI and paired t-test p-value."""
     by_key = {(c["model"], c["method"], c["task"], c["param"]): c for c in cells}
-    models = sorted({c["model"] for c in cells})
+    present = {c["model"] for c in cells}
+    models = [m for m in (model_order or sorted(present)) if m in present]
     out = []
     for a, b in combinations(models, 2):
         for (model, method, task, param), ca in sorted(by_key.items()):

@@ -7,7 +7,7 @@ side by side; each image keeps the iterate with the lowest measurement loss over
 the last iterate of its best restart, select="last").
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -16,6 +16,7 @@ from rtil.inverse.solvers import (
     IterateTracker,
     MeasurementObjective,
     Progress,
+    Solver,
     SolveResult,
     check_generator,
     check_schedule,
@@ -31,7 +32,7 @@ LATENT_SPACES = ("z", "w", "w+")
 
 
 @dataclass
-class CSGM:
+class CSGM(Solver):
     """CSGM settings (defaults tuned on tiny digits-scale generators, see configs/invert/csgm.yaml).
 
     latent_space: StyleGAN2: "z", "w" (one style for all layers) or "w+" (one per layer); PGGAN: always z.
@@ -64,12 +65,7 @@ class CSGM:
         check_schedule(self.lr, self.warmup, self.rampdown)
         check_select(self.select)
 
-    @property
-    def total_steps(self) -> int:
-        return self.steps
 
-    def settings(self) -> dict:
-        return {"method": self.method, **asdict(self)}
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               progress: Progress = None) -> SolveResult:

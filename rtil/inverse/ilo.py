@@ -26,7 +26,7 @@ Each round uses a fresh Adam with the warm-up/cosine schedule. Every iterate of 
 round's final one too); selection: the lowest measurement loss over all of them, or the very last iterate.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ from rtil.inverse.solvers import (
     IterateTracker,
     MeasurementObjective,
     Progress,
+    Solver,
     SolveResult,
     check_generator,
     check_schedule,
@@ -56,7 +57,7 @@ from rtil.models.state import SynthesisState
 
 
 @dataclass
-class ILO:
+class ILO(Solver):
     """ILO settings (defaults tuned on tiny digits-scale generators, see configs/invert/ilo.yaml).
 
     cut_points: cut point of each round, starting with 0.
@@ -112,8 +113,6 @@ class ILO:
     def total_steps(self) -> int:
         return sum(self.steps)
 
-    def settings(self) -> dict:
-        return {"method": self.method, **asdict(self)}
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               proxy: MappingProxy | None = None, progress: Progress = None,

@@ -13,7 +13,7 @@ the first code's (optimize_downstream_styles=True), or simply the first code's. 
 cut is fused too: the codes' skip images weighted by alpha averaged over channels (with alpha = 1/N, the mean).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -23,6 +23,7 @@ from rtil.inverse.solvers import (
     IterateTracker,
     MeasurementObjective,
     Progress,
+    Solver,
     SolveResult,
     check_generator,
     check_schedule,
@@ -41,7 +42,7 @@ CODE_SPACES = ("z", "w")
 
 
 @dataclass
-class MGANPrior:
+class MGANPrior(Solver):
     """mGANprior settings (defaults tuned on tiny digits-scale generators, see configs/invert/mganprior.yaml).
 
     num_codes: N codes per image; cut_point: where they are fused (>= 1).
@@ -84,12 +85,7 @@ class MGANPrior:
         check_schedule(self.lr, self.warmup, self.rampdown, self.optimizer)
         check_select(self.select)
 
-    @property
-    def total_steps(self) -> int:
-        return self.steps
 
-    def settings(self) -> dict:
-        return {"method": self.method, **asdict(self)}
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               progress: Progress = None) -> SolveResult:

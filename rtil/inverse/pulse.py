@@ -9,7 +9,7 @@ best iterate is returned whether or not it is feasible.
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -19,6 +19,7 @@ from rtil.inverse.solvers import (
     IterateTracker,
     MeasurementObjective,
     Progress,
+    Solver,
     SolveResult,
     check_generator,
     check_schedule,
@@ -34,7 +35,7 @@ from rtil.inverse.solvers import (
 
 
 @dataclass
-class Pulse:
+class Pulse(Solver):
     """PULSE-restart settings (defaults tuned on tiny digits-scale generators, see configs/invert/pulse.yaml).
 
     restarts: random starts per image; steps: optimiser steps per start; lr, warmup, rampdown: Adam schedule.
@@ -69,12 +70,7 @@ class Pulse:
         check_schedule(self.lr, self.warmup, self.rampdown)
         check_select(self.select)
 
-    @property
-    def total_steps(self) -> int:
-        return self.steps
 
-    def settings(self) -> dict:
-        return {"method": self.method, **asdict(self)}
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               proxy: MappingProxy | None = None, progress: Progress = None) -> SolveResult:

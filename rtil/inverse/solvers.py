@@ -17,7 +17,7 @@ Conventions used by every solver:
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -56,6 +56,20 @@ class SolveResult:
     selected_step: torch.Tensor
     feasible: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+
+
+class Solver:
+    """What every solver dataclass shares: its name (`method`), the number of optimisation steps a
+    progress bar counts, and its settings as a plain dict for result files."""
+
+    method = ""
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps
+
+    def settings(self) -> dict:
+        return {"method": self.method, **asdict(self)}
 
 
 # ------------------------------------------------------------------------------------------- randomness

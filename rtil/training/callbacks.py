@@ -75,7 +75,8 @@ class SampleGrid(pl.Callback):
 
 
 class Throughput(pl.Callback):
-    """Logs images/s (global) and kimg per hour every `every_n_steps` training steps."""
+    """Logs images/s (global), kimg per hour and the number of unreadable images skipped by the
+    data pipeline every `every_n_steps` training steps."""
 
     def __init__(self, every_n_steps: int = 20):
         self.every_n_steps = every_n_steps
@@ -89,7 +90,11 @@ class Throughput(pl.Callback):
         if int(module.iteration) % self.every_n_steps == 0:
             dt = time.perf_counter() - self._t0
             rate = (int(module.nimg) - self._nimg0) / max(dt, 1e-9)
-            module.log_dict({"speed/img_per_s": rate, "speed/kimg_per_h": rate * 3.6}, on_step=True, on_epoch=False)
+            logs = {"speed/img_per_s": rate, "speed/kimg_per_h": rate * 3.6}
+            skipped = getattr(trainer.datamodule, "num_skipped", None) if trainer.datamodule is not None else None
+            if skipped is not None:
+                logs["data/skipped_images"] = float(skipped)  # unreadable images skipped so far
+            module.log_dict(logs, on_step=True, on_epoch=False)
             self._t0, self._nimg0 = time.perf_counter(), int(module.nimg)
 
 
