@@ -2,6 +2,7 @@
 
 import sys
 import warnings
+from pathlib import Path
 
 from pytorch_lightning.cli import LightningCLI
 
@@ -28,8 +29,11 @@ class RtilCLI(LightningCLI):
 
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        root = cfg.trainer.default_root_dir or "outputs/train"
+        if cfg.checkpoint.dirpath is None:
+            # One folder per run name (not per log version), so that `--ckpt_path last` finds last.ckpt.
+            cfg.checkpoint.dirpath = str(Path(root) / cfg.run_name / "checkpoints")
         if cfg.trainer.logger in (None, True):
-            root = cfg.trainer.default_root_dir or "outputs/train"
             loggers = [{"class_path": "pytorch_lightning.loggers.CSVLogger",
                         "init_args": {"save_dir": root, "name": cfg.run_name}}]
             if cfg.wandb != "disabled":
