@@ -10,8 +10,9 @@ from rtil.latents import DirichletFusion, GaussianLatents
 FAMILIES = {"gaussian": GaussianLatents, "dirichlet": DirichletFusion}
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Parse a YAML file into a dict, with clear errors for missing or malformed files."""
+def read_yaml(path: str | Path, empty_ok: bool = False) -> dict:
+    """Parse a YAML file into a dict, with clear errors for missing or malformed files (an empty
+    file is {} when `empty_ok`)."""
     path = Path(path)
     if not path.is_file():
         raise RtilError(f"config file not found: {path}")
@@ -19,6 +20,8 @@ def read_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise RtilError(f"{path} is not valid YAML: {e}") from None
+    if data is None and empty_ok:
+        return {}
     if not isinstance(data, dict):
         raise RtilError(f"{path} must hold a mapping at the top level")
     return data

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
+from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.inverse.csgm import CSGM
 from rtil.inverse.ilo import ILO
@@ -50,19 +50,8 @@ def make_solver(method: str, settings: dict | None = None):
 
 
 def load_settings(path: str | Path) -> dict:
-    """A solver settings file (YAML mapping of setting -> value, optionally with 'method')."""
-    path = Path(path)
-    if not path.is_file():
-        raise RtilError(f"config file not found: {path}")
-    try:
-        settings = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise RtilError(f"{path} is not valid YAML: {e}") from None
-    if settings is None:
-        return {}
-    if not isinstance(settings, dict):
-        raise RtilError(f"{path} must hold a mapping of solver settings, got {type(settings).__name__}")
-    return settings
+    """A solver settings file (YAML mapping of setting -> value, optionally with 'method'; may be empty)."""
+    return read_yaml(path, empty_ok=True)
 
 
 def load_images(source: str | Path, G, num_images: int | None = None) -> tuple[torch.Tensor, list[str]]:
