@@ -123,6 +123,19 @@ def _random_settings(seed, generator, item_offset) -> dict:
 # ----------------------------------------------------------------------------------------------- compressed sensing
 
 
+def _cs_sizes(op: "ForwardOperator", ratio: float, normalization: str) -> None:
+    """Set op.ratio, op.n (pixels), op.m (measurements), op.normalization and op.scale for a CS operator."""
+    op.ratio = _check_ratio(ratio)
+    if normalization not in CS_NORMALIZATIONS:
+        raise RtilError(f"normalization must be one of {CS_NORMALIZATIONS}, got {normalization!r}")
+    op.n = math.prod(op.image_shape)
+    op.m = round(op.ratio * op.n)
+    if op.m < 1:
+        raise RtilError(f"ratio {ratio} gives no measurement for {op.n} pixels; use a larger ratio")
+    op.normalization = normalization
+    op.scale = 1 / math.sqrt(op.n) if normalization == "sqrt_n" else 1.0
+
+
 class CompressedSensing(ForwardOperator):
     """Partial circulant matrix with random signs, applied by FFT (never stored densely).
 
@@ -141,15 +154,7 @@ class CompressedSensing(ForwardOperator):
                  generator: torch.Generator | None = None, item_offset: int = 0, noise_std: float = 0.0,
                  normalization: str = "sqrt_n"):
         super().__init__(image_shape, batch_size, noise_std)
-        self.ratio = _check_ratio(ratio)
-        if normalization not in CS_NORMALIZATIONS:
-            raise RtilError(f"normalization must be one of {CS_NORMALIZATIONS}, got {normalization!r}")
-        self.n = math.prod(self.image_shape)
-        self.m = round(self.ratio * self.n)
-        if self.m < 1:
-            raise RtilError(f"ratio {ratio} gives no measurement for {self.n} pixels; use a larger ratio")
-        self.normalization = normalization
-        self.scale = 1 / math.sqrt(self.n) if normalization == "sqrt_n" else 1.0
+        _cs_sizes(self, ratio, normalization)
         self._random = _random_settings(seed, generator, item_offset)
         spectra, signs, indices = [], [], []
         for g in item_generators(self.batch_size, seed, generator, item_offset):
@@ -201,20 +206,12 @@ class GaussianCS(ForwardOperator):
                  generator: torch.Generator | None = None, item_offset: int = 0, noise_std: float = 0.0,
                  normalization: str = "sqrt_n", max_entries: int = 2**26):
         super().__init__(image_shape, batch_size, noise_std)
-        self.ratio = _check_ratio(ratio)
-        if normalization not in CS_NORMALIZATIONS:
-            raise RtilError(f"normalization must be one of {CS_NORMALIZATIONS}, got {normalization!r}")
-        self.n = math.prod(self.image_shape)
-        self.m = round(self.ratio * self.n)
-        if self.m < 1:
-            raise RtilError(f"ratio {ratio} gives no measurement for {self.n} pixels; use a larger ratio")
+        _cs_sizes(self, ratio, normalization)
         entries = self.batch_size * self.m * self.n
         if entries > max_entries:
             raise RtilError(f"a dense Gaussian CS matrix for batch {self.batch_size}, image {self.image_shape} and "
                             f"ratio {self.ratio} has {entries:,} entries (limit {max_entries:,}); use the "
                             f"circulant operator (task 'cs', CompressedSensing), a smaller batch, or raise max_entries")
-        self.normalization = normalization
-        self.scale = 1 / math.sqrt(self.n) if normalization == "sqrt_n" else 1.0
         self._random = _random_settings(seed, generator, item_offset)
         matrices = [torch.randn(self.m, self.n, generator=g)
                     for g in item_generators(self.batch_size, seed, generator, item_offset)]
