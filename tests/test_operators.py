@@ -195,6 +195,12 @@ def test_measure_noise():
     assert (y1[op.mask.expand_as(y1) == 0] == 0).all()  # no noise on missing pixels
     observed = y1[op.mask.expand_as(y1) == 1]
     assert 0.07 < observed.std() < 0.13
+    per_item = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    y3 = op.measure(x, per_item)
+    y4 = RandomMask(SHAPE, 1, 0.5, seed=0, noise_std=0.1).measure(x[:1], [torch.Generator().manual_seed(5)])
+    torch.testing.assert_close(y3[:1], y4)  # item 0's noise depends only on its own generator
+    with pytest.raises(RtilError, match="noise generators"):
+        op.measure(x, per_item[:1])
     clean = CompressedSensing(SHAPE, 2, 0.2)
     assert torch.equal(clean.measure(x), clean(x))
     den = Denoise(SHAPE, 2, sigma=5.0, clip=True)

@@ -307,13 +307,16 @@ def test_config_files_hold_the_dataclass_defaults(method):
     assert make_solver(method, settings) == SOLVERS[method]()
 
 
-def test_solve_images_gives_batch_size_independent_results():
+@pytest.mark.parametrize("task, parameter", [("cs", {"ratio": 0.25}), ("denoise", {"sigma": 0.2})])
+def test_solve_images_gives_batch_size_independent_results(task, parameter):
     G = stylegan2()
     x = in_range_images(G, batch=3)
     settings = {"latent_space": "w", "steps": 10, "restarts": 1}
-    whole = solve_images(G, x, "csgm", "cs", settings, seed=4, ratio=0.25, batch_size=3)
-    pieces = solve_images(G, x, "csgm", "cs", settings, seed=4, ratio=0.25, batch_size=2)
-    torch.testing.assert_close(whole.measurements, pieces.measurements)
+    whole = solve_images(G, x, "csgm", task, settings, seed=4, batch_size=3, **parameter)
+    pieces = solve_images(G, x, "csgm", task, settings, seed=4, batch_size=2, **parameter)
+    torch.testing.assert_close(whole.measurements, pieces.measurements)  # measurement noise is per image
+    if task == "denoise":
+        assert (whole.measurements - x).abs().mean() > 0.1
     torch.testing.assert_close(whole.reconstructions, pieces.reconstructions, atol=1e-4, rtol=1e-4)
     assert whole.reconstructions.shape == x.shape and whole.measurement_views.shape == x.shape
     assert len(pieces.operators) == 2 and pieces.solver["method"] == "csgm"

@@ -2,6 +2,10 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +80,18 @@ def test_bad_sweep_configs_are_clear_errors(tmp_path):
         run_sweep(path, progress=False)
     with pytest.raises(RtilError, match="no finished cells"):
         merge_sweep(tmp_path / "o")
+
+
+def test_torchrun_sweep_shards_cells_and_merges_after_the_barrier(sweep_config, tmp_path):
+    """Two ranks launched by torchrun (gloo on CPU): each solves its half, rank 0 merges after the barrier."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "torch_home")}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(root / "invert.py"), "sweep", "--config", str(sweep_config), "--quiet"],
+                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = [c["id"] for c in cell_list(read_sweep_config(sweep_config))]
+    assert sorted(p.stem for p in (tmp_path / "sweep" / "cells").glob("*.json")) == sorted(ids)
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    keys = [(r["model"], r["method"], r["task"], r["param"], r["image"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(ids) * 3

@@ -12,6 +12,7 @@ Draws are made on the CPU and stored as buffers, so `.to(device)` moves them.
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +84,21 @@ class ForwardOperator(nn.Module, ABC):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """A^T y: measurements (B, *measurement_shape) -> images (B, C, H, W)."""
 
-    def measure(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A x + noise_std * e with e ~ N(0, I) drawn from `generator` (global RNG if None)."""
+    def measure(self, x: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None = None
+                ) -> torch.Tensor:
+        """A x + noise_std * e with e ~ N(0, I) drawn from `generator` (global RNG if None). A sequence of
+        B generators draws item b's noise from generator b, so it does not depend on the batch it is in."""
         y = self.forward(x)
         if self.noise_std == 0:
             return y
-        device = generator.device if generator is not None else y.device
-        noise = torch.randn(y.shape, generator=generator, device=device, dtype=y.dtype).to(y.device)
+        if isinstance(generator, Sequence):
+            if len(generator) != y.shape[0]:
+                raise RtilError(f"{len(generator)} noise generators for a batch of {y.shape[0]} measurements")
+            noise = torch.stack([torch.randn(y.shape[1:], generator=g, device=g.device, dtype=y.dtype).to(y.device)
+                                 for g in generator])
+        else:
+            device = generator.device if generator is not None else y.device
+            noise = torch.randn(y.shape, generator=generator, device=device, dtype=y.dtype).to(y.device)
         return y + self.noise_std * self._restrict_noise(noise)
 
     def _restrict_noise(self, noise: torch.Tensor) -> torch.Tensor:

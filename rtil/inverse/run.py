@@ -6,7 +6,7 @@
 
 Images are split into batches; the batch holding images k..k+B-1 gets operators built with item_offset=k
 and per-image random starts drawn for images k.., so every image gets the same operator and start whatever
-the batch size (noise-free tasks reproduce exactly; measurement noise, for denoising, is drawn per batch).
+the batch size (measurement noise too: image k's noise comes from its own generator).
 The ground truth is used only to make the measurements.
 """
 
@@ -159,8 +159,8 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
         operator = build_operator(task, tuple(x.shape[1:]), b, ratio=ratio, factor=factor, sigma=sigma, seed=seed,
                                   **random_options, **(operator_options or {})).to(device)
         with torch.no_grad():
-            noise = image_generators(1, seed, offset, stream=MEASUREMENT_NOISE_STREAM)[0]
-            y = operator.measure(x, generator=noise) if operator.noise_std > 0 else operator(x)
+            noise = image_generators(b, seed, offset, stream=MEASUREMENT_NOISE_STREAM)
+            y = operator.measure(x, generator=noise)
         check_generator(G, operator, y)
         result = solver.solve(G, operator, y, seed=seed, item_offset=offset, perceptual=perceptual,
                               progress=bar.update, **extra)
