@@ -95,3 +95,10 @@ def test_torchrun_sweep_shards_cells_and_merges_after_the_barrier(sweep_config, 
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
     keys = [(r["model"], r["method"], r["task"], r["param"], r["image"]) for r in rows]
     assert len(keys) == len(set(keys)) == len(ids) * 3
+
+
+@pytest.mark.parametrize("name", ["digits_demo.yaml", "digits_study.yaml"])
+def test_shipped_sweep_configs_are_valid(name):
+    cfg = read_sweep_config(Path(__file__).resolve().parent.parent / "configs" / "eval" / name)
+    assert {c["method"] for c in cell_list(cfg)} <= set(cfg["methods"])
+    assert len(cell_list(cfg)) == len(cfg["models"]) * len(cfg["methods"]) * sum(map(len, cfg["tasks"].values()))
