@@ -44,12 +44,14 @@ GRIDS = {
         {"lr": 0.3},
         {"num_codes": 4},
         {"cut_point": 2},
+        {"restarts": 1},
     ],
     "csgm": [
         {},
         {"lr": 0.05},
         {"latent_space": "w+"},
         {"optimize_noises": True},
+        {"restarts": 1},
     ],
     "pulse": [
         {},
