@@ -37,6 +37,7 @@ GRIDS = {
         {"geocross": 0.0},
         {"geocross": 1.0},
         {"cut_points": [0, 1], "steps": [200, 200], "lr": [0.3, 0.05], "l1_radius": [0.1]},
+        {"l1_radius": [0.3, 0.15], "geocross": 0.0},  # second stage: the two best single changes together
     ],
     "mganprior": [
         {},

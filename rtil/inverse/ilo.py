@@ -58,7 +58,7 @@ from rtil.models.state import SynthesisState
 
 @dataclass
 class ILO(Solver):
-    """ILO settings (defaults tuned on tiny digits-scale generators, see configs/invert/ilo.yaml).
+    """ILO settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/ilo.yaml).
 
     cut_points: cut point of each round, starting with 0.
     steps, lr: per round (one value each).
@@ -78,7 +78,7 @@ class ILO(Solver):
     rampdown: float = 0.25
     project_sphere: bool = True
     project_l1: bool = True
-    l1_radius: list[float] = field(default_factory=lambda: [0.1, 0.05])
+    l1_radius: list[float] = field(default_factory=lambda: [0.3, 0.15])
     geocross: float = 0.1
     perceptual: float = 0.0
     stochastic_noise: float = 0.0
