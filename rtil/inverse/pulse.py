@@ -36,7 +36,7 @@ from rtil.inverse.solvers import (
 
 @dataclass
 class Pulse(Solver):
-    """PULSE-restart settings (defaults tuned on tiny digits-scale generators, see configs/invert/pulse.yaml).
+    """PULSE-restart settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/pulse.yaml).
 
     restarts: random starts per image; steps: optimiser steps per start; lr, warmup, rampdown: Adam schedule.
     geocross: weight of the GeoCross penalty between W+ rows (StyleGAN2).
@@ -51,7 +51,7 @@ class Pulse(Solver):
     lr: float = 0.5
     warmup: float = 0.05
     rampdown: float = 0.25
-    geocross: float = 0.1
+    geocross: float = 0.0
     optimize_noises: bool = True
     tolerance: float = 1e-3
     perceptual: float = 0.0
