@@ -46,6 +46,7 @@ GRIDS = {
         {"num_codes": 4},
         {"cut_point": 2},
         {"restarts": 1},
+        {"cut_point": 2, "num_codes": 4},  # second stage: the two best single changes together
     ],
     "csgm": [
         {},
