@@ -43,7 +43,7 @@ CODE_SPACES = ("z", "w")
 
 @dataclass
 class MGANPrior(Solver):
-    """mGANprior settings (defaults tuned on tiny digits-scale generators, see configs/invert/mganprior.yaml).
+    """mGANprior settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/mganprior.yaml).
 
     num_codes: N codes per image; cut_point: where they are fused (>= 1).
     restarts: independent random starts per image (run in parallel; the best by measurement loss wins).
@@ -55,8 +55,8 @@ class MGANPrior(Solver):
     perceptual, stochastic_noise, select: as in CSGM.
     """
 
-    num_codes: int = 2
-    cut_point: int = 3
+    num_codes: int = 4
+    cut_point: int = 2
     restarts: int = 4
     code_space: str = "w"
     alpha_init: str = "uniform"
