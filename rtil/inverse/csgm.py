@@ -33,7 +33,7 @@ LATENT_SPACES = ("z", "w", "w+")
 
 @dataclass
 class CSGM(Solver):
-    """CSGM settings (defaults tuned on tiny digits-scale generators, see configs/invert/csgm.yaml).
+    """CSGM settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/csgm.yaml).
 
     latent_space: StyleGAN2: "z", "w" (one style for all layers) or "w+" (one per layer); PGGAN: always z.
     optimize_noises: StyleGAN2: optimise the noise maps too (from N(0, 1)); else use the stored const maps.
@@ -44,7 +44,7 @@ class CSGM(Solver):
     select: "best" (lowest measurement loss) or "last".
     """
 
-    latent_space: str = "w"
+    latent_space: str = "w+"
     optimize_noises: bool = False
     steps: int = 300
     lr: float = 0.2
