@@ -15,6 +15,7 @@ from conftest import tiny_stylegan2
 from rtil.checkpoints import save_generator
 from rtil.errors import RtilError
 from rtil.evaluation.sweep import cell_list, merge_sweep, read_sweep_config, run_sweep
+from rtil.inverse.run import make_solver
 
 
 @pytest.fixture
@@ -100,5 +101,6 @@ def test_torchrun_sweep_shards_cells_and_merges_after_the_barrier(sweep_config, 
 @pytest.mark.parametrize("name", ["digits_demo.yaml", "digits_study.yaml"])
 def test_shipped_sweep_configs_are_valid(name):
     cfg = read_sweep_config(Path(__file__).resolve().parent.parent / "configs" / "eval" / name)
-    assert {c["method"] for c in cell_list(cfg)} <= set(cfg["methods"])
-    assert len(cell_list(cfg)) == len(cfg["models"]) * len(cfg["methods"]) * sum(map(len, cfg["tasks"].values()))
+    for method, settings in cfg["methods"].items():
+        make_solver(method, settings)  # raises on unknown or bad settings
+    assert cell_list(cfg)
