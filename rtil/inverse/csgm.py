@@ -65,8 +65,6 @@ class CSGM(Solver):
         check_schedule(self.lr, self.warmup, self.rampdown)
         check_select(self.select)
 
-
-
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               progress: Progress = None) -> SolveResult:
         """Reconstruct the B images measured as y (B, *measurement_shape) by `operator`; images of the batch

@@ -113,7 +113,6 @@ class ILO(Solver):
     def total_steps(self) -> int:
         return sum(self.steps)
 
-
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               proxy: MappingProxy | None = None, progress: Progress = None,
               on_round_end=None) -> SolveResult:

@@ -85,8 +85,6 @@ class MGANPrior(Solver):
         check_schedule(self.lr, self.warmup, self.rampdown, self.optimizer)
         check_select(self.select)
 
-
-
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               progress: Progress = None) -> SolveResult:
         """Reconstruct the B images measured as y by `operator` (see CSGM.solve)."""

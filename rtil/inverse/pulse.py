@@ -70,8 +70,6 @@ class Pulse(Solver):
         check_schedule(self.lr, self.warmup, self.rampdown)
         check_select(self.select)
 
-
-
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               proxy: MappingProxy | None = None, progress: Progress = None) -> SolveResult:
         """Reconstruct the B images measured as y by `operator` (see CSGM.solve); `proxy` skips the fit."""
