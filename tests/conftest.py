@@ -17,6 +17,18 @@ def _deterministic():
     yield
 
 
+def make_trainer(tmp_path, callbacks=()):
+    """A quiet single-CPU Lightning trainer for the training tests; checkpointing only with a KimgCheckpoint."""
+    import pytorch_lightning as pl
+
+    from rtil.training.callbacks import KimgCheckpoint
+
+    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, max_epochs=-1, use_distributed_sampler=False,
+                      default_root_dir=tmp_path, callbacks=list(callbacks),
+                      enable_checkpointing=any(isinstance(c, KimgCheckpoint) for c in callbacks))
+
+
 def tiny_stylegan2(resolution=16, img_channels=3, **kw):
     from rtil.models.stylegan2 import Generator
 

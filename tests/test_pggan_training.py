@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 import rtil
+from conftest import make_trainer
 from rtil.checkpoints import export_lightning_checkpoint
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
@@ -26,13 +27,6 @@ KIMG_PER_ITERATION = BATCH / 1000
 TINY = dict(resolution=8, img_channels=1, z_dim=8, channel_base=64, channel_max=8, mbstd_group_size=2,
             rtil_cut_point=2, lod_training_kimg=2 * KIMG_PER_ITERATION, lod_transition_kimg=2 * KIMG_PER_ITERATION)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def make_trainer(tmp_path, callbacks=()):
-    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, max_epochs=-1, use_distributed_sampler=False,
-                      default_root_dir=tmp_path, callbacks=list(callbacks),
-                      enable_checkpointing=any(isinstance(c, KimgCheckpoint) for c in callbacks))
 
 
 def fit(tmp_path, iterations, ckpt_path=None, callbacks=(), **kw):

@@ -7,6 +7,7 @@ import pytorch_lightning as pl
 import torch
 
 import rtil
+from conftest import make_trainer
 from rtil.checkpoints import export_lightning_checkpoint
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
@@ -22,13 +23,6 @@ BATCH = 4
 
 def iterations_kimg(n):
     return n * BATCH / 1000
-
-
-def make_trainer(tmp_path, callbacks=()):
-    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, max_epochs=-1, use_distributed_sampler=False,
-                      default_root_dir=tmp_path, callbacks=list(callbacks),
-                      enable_checkpointing=any(isinstance(c, KimgCheckpoint) for c in callbacks))
 
 
 def fit(tmp_path, iterations, ckpt_path=None, callbacks=(), **kw):
