@@ -96,8 +96,9 @@ def main():
     todo = [(json.dumps(c, sort_keys=True), name) for c in grid for name in generators]
     todo = [key for key in todo if key not in done]
     print(f"{args.method}: {len(grid)} settings x {len(generators)} models, {len(todo)} to run")
+    models = {name: load_generator(path) for name, path in generators.items()}
     for change_key, name in tqdm(todo, desc=f"search {args.method}", unit="run"):
-        G = load_generator(generators[name])
+        G = models[name]
         images = digits_test_images(G.resolution, G.img_channels)[args.first_image:args.first_image + args.num_images]
         t0 = time.perf_counter()
         results = solve_images(G, images, args.method, "cs", json.loads(change_key), args.seed, ratio=args.ratio,
