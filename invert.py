@@ -124,6 +124,8 @@ def write_outputs(out: Path, images, names, results, lpips_metric, lpips_note, a
                  "selected_restart": int(results.selected_restart[i]), "selected_step": int(results.selected_step[i])}
         if results.feasible is not None:
             entry["feasible"] = bool(results.feasible[i])
+        if results.round_losses is not None:
+            entry["round_measurement_losses"] = results.round_losses[:, i].tolist()
         per_image.append(entry)
     summary = {name: summarise(values[name]) for name in ("psnr", "ssim")}
     summary["lpips"] = summarise(values["lpips"]) if "lpips" in values else "unavailable"

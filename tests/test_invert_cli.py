@@ -19,7 +19,8 @@ from rtil.models.pggan import Generator as PGGAN
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {  # a few steps: the run's plumbing is tested here, solver quality in test_solvers.py
     "csgm": "steps: 4\nrestarts: 2\n",
-    "ilo": "cut_points: [0, 1]\nsteps: [3, 3]\nlr: [0.1, 0.05]\nl1_radius: [0.05]\nproxy_samples: 500\n",
+    "ilo": "cut_points: [0, 1]\nsteps: [3, 3]\nlr: [0.1, 0.05]\nnoise_layers: [1, 3]\nl1_radius: [0.05]\n"
+           "proxy_samples: 500\n",
     "mganprior": "num_codes: 2\ncut_point: 2\nsteps: 4\n",
     "pulse": "restarts: 2\nsteps: 4\nproxy_samples: 500\n",
 }
@@ -78,6 +79,7 @@ def test_end_to_end_on_test_digits(files, tmp_path):
     for entry in metrics["per_image"]:
         assert np.isfinite(entry["psnr"]) and -1 <= entry["ssim"] <= 1 and entry["lpips"] == "unavailable"
         assert entry["measurement_loss"] >= 0
+        assert len(entry["round_measurement_losses"]) == 2  # one per ILO round: what each round achieved
     summary = metrics["summary"]
     assert {"mean", "low", "high", "n", "confidence"} <= set(summary["psnr"]) and summary["psnr"]["n"] == 3
     assert summary["psnr"]["low"] <= summary["psnr"]["mean"] <= summary["psnr"]["high"]
@@ -87,6 +89,7 @@ def test_end_to_end_on_test_digits(files, tmp_path):
     assert metrics["operators"][0]["operator"] == "CompressedSensing" and metrics["operators"][1]["item_offset"] == 2
     assert metrics["solver"]["method"] == "ilo" and metrics["solver"]["steps"] == [3, 3]
     assert metrics["solver_info"]["mapping_proxy"]["fitted_from"] == "this generator's mapping network"
+    assert metrics["solver_info"]["perceptual"] == "not applicable"  # compressed-sensing measurements are no images
     assert metrics["generator"]["provenance"]["source"] == "tiny random test generator"
     assert "never by the ground truth" in metrics["selection"]
 

@@ -8,20 +8,23 @@ import pytest
 import torch
 
 from conftest import perturb_, tiny_stylegan2
+from rtil.checkpoints import load_generator
 from rtil.errors import RtilError
 from rtil.evaluation.metrics import psnr, to_unit_range
 from rtil.inverse.csgm import CSGM
-from rtil.inverse.ilo import ILO
+from rtil.inverse.ilo import ILO, _Round
 from rtil.inverse.mapping_proxy import fit_mapping_proxy, leaky_relu_inverse
 from rtil.inverse.mganprior import MGANPrior
-from rtil.inverse.operators import CompressedSensing
+from rtil.inverse.operators import CompressedSensing, RandomMask
 from rtil.inverse.projections import project_to_sphere
 from rtil.inverse.pulse import Pulse
 from rtil.inverse.run import SOLVERS, load_settings, make_solver, solve_images
 from rtil.inverse.solvers import IterateTracker, geocross, learning_rate
 from rtil.models.pggan import Generator as PGGAN
+from rtil.models.state import SynthesisState
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "invert"
+TRAINED = Path(__file__).resolve().parent / "data" / "stylegan2_digits_5kimg.pt"
 PROXY_SAMPLES = 4000  # enough for the tiny generators' 16-dim W, and fast
 
 
@@ -56,6 +59,11 @@ def on_sphere_images(G, proxy, batch=2, seed=5):
 
 def compressed_sensing(x, seed=3):
     A = CompressedSensing(tuple(x.shape[1:]), x.shape[0], ratio=0.25, seed=seed)
+    return A, A(x)
+
+
+def inpainting(x, seed=3):
+    A = RandomMask(tuple(x.shape[1:]), x.shape[0], ratio=0.5, seed=seed)
     return A, A(x)
 
 
@@ -111,12 +119,50 @@ def test_mganprior_recovers_in_range_image(family):
     assert (psnr_db(result, x) > 35).all()  # 39.7, 45.6 dB (StyleGAN2); 62.4, 53.7 dB (PGGAN)
 
 
+# ------------------------------------------------------- shipped settings: every solver at least as good as CSGM
+
+
+def shipped(method):
+    """The solver with its shipped settings (configs/invert/<method>.yaml)."""
+    return make_solver(method, load_settings(CONFIGS / f"{method}.yaml"))
+
+
+def trained_stylegan2():
+    """A trained digits StyleGAN2 (configs/stylegan2_digits.yaml at 5 kimg; tests/data/README.md). Solvers are
+    checked on a trained generator: a random tiny one hid that ILO and PULSE fitted the noise maps."""
+    return load_generator(TRAINED)
+
+
+def test_shipped_solvers_recover_in_range_images_as_well_as_csgm():
+    """x = G(z*) from 25% compressed sensing: a perfect answer exists. Every solver must get close to it, and no
+    solver may land farther from x than plain CSGM (ILO and PULSE fitted the noise maps instead, 2026-12)."""
+    G = trained_stylegan2()
+    x = in_range_images(G, batch=3)
+    A, y = compressed_sensing(x)
+    scores = {m: psnr_db(shipped(m).solve(G, A, y, seed=0), x) for m in ("csgm", "ilo", "pulse", "mganprior")}
+    for method, score in scores.items():
+        assert (score > 30).all(), (method, scores)
+        assert (score > scores["csgm"] - 3).all() or (score > 45).all(), (method, scores)
+
+
+@pytest.mark.parametrize("method", ["csgm", "ilo", "pulse", "mganprior"])
+def test_shipped_solvers_denoise_in_range_images(method):
+    """Denoising x = G(z*) (sigma 0.2): the reconstruction must be closer to x than the noisy measurement is
+    (a solver that fits the noise returns the noisy input)."""
+    G = trained_stylegan2()
+    x = in_range_images(G, batch=3)
+    results = solve_images(G, x, method, "denoise", load_settings(CONFIGS / f"{method}.yaml"), seed=0, sigma=0.2)
+    noisy = psnr(to_unit_range(results.measurements), to_unit_range(x))
+    denoised = psnr(to_unit_range(results.reconstructions), to_unit_range(x))
+    assert (denoised > noisy + 3).all(), (noisy, denoised)
+
+
 # ------------------------------------------------------------------------------- batching and selection
 
 FAST_SOLVERS = {
     "csgm": CSGM(latent_space="w+", optimize_noises=True, steps=15, restarts=2),
     "ilo": ILO(cut_points=[0, 1, 2], steps=[8, 6, 6], lr=[0.1, 0.05, 0.05], l1_radius=[0.05, 0.05], geocross=0.1,
-               proxy_samples=PROXY_SAMPLES),
+               range_steps=5, proxy_samples=PROXY_SAMPLES),
     "pulse": Pulse(restarts=2, steps=15, geocross=0.1, proxy_samples=PROXY_SAMPLES),
     "mganprior": MGANPrior(num_codes=3, steps=15),
 }
@@ -150,11 +196,16 @@ def test_selected_iterate_is_argmin_of_measurement_losses(method):
     G = stylegan2()
     x = in_range_images(G)
     A, y = compressed_sensing(x)
-    result = FAST_SOLVERS[method].solve(G, A, y, seed=0)
+    solver = FAST_SOLVERS[method]
+    result = solver.solve(G, A, y, seed=0)
     history = result.loss_history  # (R, T, B)
+    first = 0
+    if method == "ilo":  # ILO returns an iterate of its final round (its steps and final iterate are recorded last)
+        first = history.shape[1] - (solver.steps[-1] + 1)
+        history = history[:, first:]
     restarts, steps, b = history.shape
     flat = history.reshape(restarts * steps, b)
-    assert torch.equal(result.selected_restart * steps + result.selected_step, flat.argmin(0))
+    assert torch.equal(result.selected_restart * steps + result.selected_step - first, flat.argmin(0))
     torch.testing.assert_close(result.measurement_loss.cpu(), flat.min(0).values)
     # The returned images have exactly the selected loss: recompute it from the images.
     torch.testing.assert_close((A(result.images) - y).pow(2).flatten(1).mean(1), result.measurement_loss,
@@ -224,13 +275,108 @@ def test_ilo_pggan_runs_rounds_over_features():
     assert result.loss_history.shape == (1, 15 + 3, 2)  # every step plus each round's final iterate
 
 
+@pytest.mark.parametrize("family", ["stylegan2", "pggan"])
+def test_ilo_range_projection_starts_the_next_round_on_the_range(family):
+    """Algorithm 1, lines 5-6: after round 1 the earlier variables are re-optimised towards round 1's features,
+    and round 2 starts from what the generator makes of them, not from the off-range features."""
+    G = stylegan2() if family == "stylegan2" else pggan()
+    x = in_range_images(G)
+    A, y = compressed_sensing(x)
+    settings = dict(cut_points=[0, 1, 2], steps=[20, 20, 5], lr=[0.1, 0.2, 0.05], noise_layers=[1, 3, 3],
+                    l1_radius=[0.3, 0.1], range_steps=30, range_lr=0.1, proxy_samples=PROXY_SAMPLES)
+    seen = {"rounds": {}, "projections": {}}
+
+    def record_round(r, features, center):
+        seen["rounds"][r] = (features, center)
+
+    def record_projection(r, target, reached):
+        seen["projections"][r] = (target, reached)
+
+    ILO(**settings).solve(G, A, y, seed=0, on_round_end=record_round, on_range_projection=record_projection)
+    assert sorted(seen["projections"]) == [1]  # only between rounds: the last round's output is returned as is
+    target, reached = seen["projections"][1]
+    round1_features, round1_center = seen["rounds"][1]
+    torch.testing.assert_close(target, round1_features)
+    # The projection moved the range point towards round 1's solution, without reaching it exactly.
+    before = (round1_center - target).pow(2).sum()
+    after = (reached - target).pow(2).sum()
+    assert after < before and after > 0
+    if family == "pggan":  # PGGAN's state is its features only: round 2 starts exactly where they lead
+        round2_center = seen["rounds"][2][1]
+        torch.testing.assert_close(round2_center, G.advance(SynthesisState(x=reached, cut=1), 2).x)
+
+    seen["rounds"].clear()
+    seen["projections"].clear()
+    ILO(**settings, project_range=False).solve(G, A, y, seed=0, on_round_end=record_round,
+                                                on_range_projection=record_projection)
+    assert not seen["projections"]
+    if family == "pggan":
+        torch.testing.assert_close(seen["rounds"][2][1], G.advance(SynthesisState(x=seen["rounds"][1][0], cut=1), 2).x)
+
+
+def test_ilo_optimises_only_the_allowed_noise_maps():
+    """Round r optimises the noise maps downstream of its cut with index < noise_layers[r] (ILO's 5 + 2r at
+    1024 px), never all of them from the start; the result says how many each round had."""
+    G = stylegan2()
+    solver = ILO(cut_points=[0, 1, 2], steps=[1, 1, 1], lr=[0.1] * 3, noise_layers=[1, 3, 5], l1_radius=[0.1, 0.1])
+    assert [[i for i in range(G.num_layers) if i in set(_Round.trainable_indices(solver, G, r, c))]
+            for r, c in enumerate(solver.cut_points)] == [[0], [1, 2], [3, 4]]
+    result = solver.solve(G, *compressed_sensing(in_range_images(G)), seed=0)
+    assert [r["trainable_noise_maps"] for r in result.info["rounds"]] == [1, 2, 2]
+    assert result.round_losses.shape == (3, 2)
+
+
+def test_ilo_uses_lpips_on_image_measurements_and_sna_for_denoising():
+    """The paper's losses: MSE + LPIPS where the measurements are images (here a stand-in network, as the LPIPS
+    weights cannot be downloaded in tests), stochastic noise addition with the noise level for denoising; the
+    result says what was used."""
+    G = tiny_stylegan2(resolution=32, img_channels=1).eval().requires_grad_(False)
+    x = in_range_images(G)
+    calls = []
+
+    class StandIn(torch.nn.Module):  # per-row distance of small conv features, like LPIPS's interface
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, a, b):
+            calls.append(a.shape)
+            return (self.features(a) - self.features(b)).pow(2).flatten(1).mean(1)
+
+    stand_in = StandIn()
+
+    solver = ILO(cut_points=[0, 1], steps=[3, 3], lr=[0.1, 0.1], noise_layers=[1, 3], l1_radius=[0.1],
+                 proxy_samples=PROXY_SAMPLES)
+    assert solver.perceptual > 0 and solver.stochastic_noise == "measurement"  # the defaults
+    cases = {"inpaint": {"ratio": 0.5}, "denoise": {"sigma": 0.2}, "cs": {"ratio": 0.25}}
+    info = {}
+    for task, parameter in cases.items():
+        calls.clear()
+        info[task] = solve_images(G, x, "ilo", task, dataclasses.asdict(solver), seed=0, perceptual=stand_in,
+                                  **parameter).info
+        assert bool(calls) == (task != "cs"), task
+    assert info["inpaint"]["perceptual"] == "on" and info["cs"]["perceptual"] == "not applicable"
+    assert info["denoise"]["stochastic_noise"] == 0.2 and info["inpaint"]["stochastic_noise"] == 0.0
+    unavailable = ILO(**{**dataclasses.asdict(solver)}).solve(G, *inpainting(x), seed=0, perceptual=None)
+    assert unavailable.info["perceptual"] == "unavailable"
+
+
 def test_ilo_settings_are_checked():
     with pytest.raises(RtilError, match="start with 0"):
         ILO(cut_points=[1, 2], steps=[1, 1], lr=[0.1, 0.1], l1_radius=[0.1])
     with pytest.raises(RtilError, match="one value per round"):
         ILO(cut_points=[0, 1], steps=[1], lr=[0.1, 0.1], l1_radius=[0.1])
+    with pytest.raises(RtilError, match="noise_layers needs one value per round"):
+        ILO(cut_points=[0, 1], steps=[1, 1], lr=[0.1, 0.1], l1_radius=[0.1])
+    rounds = {"cut_points": [0, 1], "steps": [1, 1], "lr": [0.1, 0.1], "noise_layers": [1, 3]}
     with pytest.raises(RtilError, match="l1_radius"):
-        ILO(cut_points=[0, 1], steps=[1, 1], lr=[0.1, 0.1], l1_radius=[])
+        ILO(**rounds, l1_radius=[])
+    with pytest.raises(RtilError, match="latent_l1_radius"):
+        ILO(**rounds, l1_radius=[0.1], latent_l1_radius=[0.1, 0.1])
+    with pytest.raises(RtilError, match="noise_start"):
+        ILO(**rounds, l1_radius=[0.1], noise_start="zeros")
+    with pytest.raises(RtilError, match="stochastic_noise"):
+        ILO(**rounds, l1_radius=[0.1], stochastic_noise="sigma")
 
 
 # ---------------------------------------------------------------------------------------- mapping proxy

@@ -21,6 +21,7 @@ from rtil.inverse.solvers import (
     check_generator,
     check_schedule,
     check_select,
+    check_stochastic_noise,
     generator_device,
     image_generators,
     randn_rows,
@@ -52,7 +53,7 @@ class CSGM(Solver):
     rampdown: float = 0.25
     restarts: int = 4
     perceptual: float = 0.0
-    stochastic_noise: float = 0.0
+    stochastic_noise: float | str = 0.0
     select: str = "best"
 
     method = "csgm"
@@ -63,6 +64,7 @@ class CSGM(Solver):
         if self.steps < 1 or self.restarts < 1:
             raise RtilError(f"steps and restarts must be >= 1, got {self.steps} and {self.restarts}")
         check_schedule(self.lr, self.warmup, self.rampdown)
+        check_stochastic_noise(self.stochastic_noise)
         check_select(self.select)
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,

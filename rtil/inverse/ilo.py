@@ -1,29 +1,44 @@
-"""Intermediate Layer Optimization (ILO, Daras et al. 2021) on the generators' cut points.
+"""Intermediate Layer Optimization (ILO, Daras et al. 2021, Algorithm 1 and section 4) on the cut points.
 
 Rounds r = 0, 1, ... work at cut points cut_points[r] (cut_points[0] must be 0).
 
-Round 0 (cut 0). StyleGAN2: W+ latents v (B, num_ws, w_dim) in the Gaussianised space of the mapping proxy
-fitted from this generator's own mapping network (w = proxy(v)), and the noise maps. PGGAN: the latent z.
+Round 0 (cut 0), CSGM-like. StyleGAN2: W+ latents v (B, num_ws, w_dim) in the Gaussianised space of the
+mapping proxy fitted from this generator's own mapping network (w = proxy(v)), and the first
+noise_layers[0] noise maps. PGGAN: the latent z.
 
-Round r >= 1 (cut c). The features at cut c, started from the previous round's solution, are optimised too;
-every variable upstream of the cut is dropped (frozen at its value), the StyleGAN2 W+ rows and noise maps
-used downstream of the cut keep being optimised. With `project_l1` the features are projected, after every
-step, onto the l1 ball of radius l1_radius[r - 1] * (C H W) around the previous round's solution (Duchi's
-sort-based projection; per image).
+Round r >= 1 (cut c). The features at cut c, started from the previous round's solution, are optimised in the
+l1 ball of radius l1_radius[r - 1] * (C H W) around it (Duchi's projection, per image); every variable
+upstream of the cut is frozen. StyleGAN2: the W+ rows used downstream of the cut keep being optimised, in an
+l1 ball around their round-start values (latent_l1_radius, per entry), and so do the noise maps downstream of
+the cut with index < noise_layers[r], each in an l1 ball around its round-start value (noise_l1_radius).
 
-Latent rows and noise maps start on the spheres of radius sqrt(dim) (their typical norm); with
-`project_sphere` they are rescaled after every step to the norms they had at the start of the round (ILO's
-sphere projection), i.e. they stay on those spheres. The loss is the measurement MSE, plus optional
-LPIPS(A x, y), plus GeoCross on the W+ rows still optimised, per image. (The authors' code slices the
-*batch* dimension by mistake, so their GeoCross is only active in round 0; ours is the intended term.)
+Noise maps: the paper optimises only the first (coarse) maps and adds the next ones gradually; optimising all
+of them jointly lets the fine maps paint any image (they fit the measurement noise, or the null space of a
+compressed-sensing operator). Maps that are not optimised keep their start: the generator's stored const maps
+(noise_start="const") or per-image N(0, 1) draws ("random").
+
+Range projection (Algorithm 1, lines 5-6; project_range): after round r >= 1, if another round follows, the
+variables of round r - 1 that act between cuts c_{r-1} and c_r are re-optimised (range_steps Adam steps,
+under round r - 1's constraints) so that the generator's features at c_r match round r's solution; the next
+round starts from the features they give, i.e. from the previous layer's range, not from the off-range
+solution. The last round's output is returned, off the range but within its balls (Algorithm 1, line 7).
+
+Latent rows and noise maps start on the spheres of radius sqrt(dim) (their typical norm; "const" maps keep
+their own norm); with project_sphere they are rescaled after every step to the norms they had at the start of
+the round (ILO's spherical optimiser). Order after each Adam step, as in the ILO code: sphere, then l1 balls.
+The loss is the measurement MSE (with stochastic noise addition, SNA, when stochastic_noise > 0; "measurement"
+uses the operator's noise std, so denoising gets SNA and noiseless tasks none), plus perceptual * LPIPS(A x, y)
+for image-shaped measurements when LPIPS is available (the result says whether it was used), plus GeoCross on
+the W+ rows still optimised. (The authors' code slices the *batch* dimension by mistake, so their GeoCross is
+only active in round 0; ours is the intended term.)
 
 Skip-RGB path: our StyleGAN2 cut-point state carries the running skip image of the blocks before the cut, so
 every round keeps the frozen upstream RGB contributions. The official ILO (and RTIL's copy) drops them for
-start_layer >= 1, which makes rounds >= 1 use a different generator (pitfall 26 of the reference notes); we do
-not reproduce that.
+start_layer >= 1 (pitfall 26 of the reference notes); we do not reproduce that.
 
-Each round uses a fresh Adam with the warm-up/cosine schedule. Every iterate of every round is recorded (each
-round's final one too); selection: the lowest measurement loss over all of them, or the very last iterate.
+Selection: every iterate of every round is recorded (loss_history); the returned image is the final round's
+iterate with the lowest measurement loss (or its last iterate), and round_losses holds each round's last
+measurement loss per image, so the effect of each round is visible.
 """
 
 from dataclasses import dataclass, field
@@ -42,10 +57,12 @@ from rtil.inverse.solvers import (
     check_generator,
     check_schedule,
     check_select,
+    check_stochastic_noise,
     first_style_after,
     generator_device,
     geocross,
     image_generators,
+    learning_rate,
     norms,
     randn_rows,
     record_final,
@@ -55,6 +72,8 @@ from rtil.inverse.solvers import (
 )
 from rtil.models.state import SynthesisState
 
+NOISE_STARTS = ("const", "random")
+
 
 @dataclass
 class ILO(Solver):
@@ -63,11 +82,17 @@ class ILO(Solver):
     cut_points: cut point of each round, starting with 0.
     steps, lr: per round (one value each).
     warmup, rampdown: schedule fractions of each round's steps.
-    project_sphere: keep latent rows and noise maps at their round-start norms.
-    project_l1: project the round's features onto the l1 ball around the previous round's solution.
-    l1_radius: per round >= 1, the ball's radius per feature entry (radius = l1_radius * C * H * W).
+    noise_layers: per round, how many of the first noise maps may be optimised (StyleGAN2; the paper: 5 + 2r of
+        17 at 1024 px); the maps upstream of a round's cut are frozen whatever this says.
+    noise_start: "const" (the generator's stored maps) or "random" (per-image N(0, 1)).
+    project_sphere: keep latent rows and optimised noise maps at their round-start norms.
+    project_l1, l1_radius: per round >= 1, keep the features in the l1 ball of radius l1_radius * C * H * W
+        around the previous round's solution.
+    latent_l1_radius, noise_l1_radius: per round >= 1, l1 balls (radius per entry) around the round-start values
+        of the W+ rows and of each optimised noise map; None: unconstrained.
+    project_range, range_steps, range_lr: the range projection between rounds (see the module docstring).
     geocross: weight of the GeoCross penalty between the W+ rows still optimised (StyleGAN2).
-    perceptual, stochastic_noise, select: as in CSGM.
+    perceptual, select: as in CSGM. stochastic_noise: SNA std, or "measurement" (the operator's noise std).
     proxy_samples, proxy_seed: fit of the mapping proxy (StyleGAN2).
     """
 
@@ -76,12 +101,19 @@ class ILO(Solver):
     lr: list[float] = field(default_factory=lambda: [0.3, 0.05, 0.05])
     warmup: float = 0.05
     rampdown: float = 0.25
+    noise_layers: list[int] = field(default_factory=lambda: [1, 3, 5])
+    noise_start: str = "const"
     project_sphere: bool = True
     project_l1: bool = True
     l1_radius: list[float] = field(default_factory=lambda: [0.3, 0.15])
-    geocross: float = 0.1
-    perceptual: float = 0.0
-    stochastic_noise: float = 0.0
+    latent_l1_radius: list[float] | None = None
+    noise_l1_radius: list[float] | None = None
+    project_range: bool = False
+    range_steps: int = 100
+    range_lr: float = 0.05
+    geocross: float = 0.01
+    perceptual: float = 1.0
+    stochastic_noise: float | str = "measurement"
     select: str = "best"
     proxy_samples: int = 20000
     proxy_seed: int = 0
@@ -92,34 +124,57 @@ class ILO(Solver):
         self.cut_points = [int(c) for c in self.cut_points]
         self.steps = [int(s) for s in self.steps]
         self.lr = [float(v) for v in self.lr]
+        self.noise_layers = [int(n) for n in self.noise_layers]
         self.l1_radius = [float(v) for v in self.l1_radius]
         rounds = len(self.cut_points)
         if rounds < 1 or self.cut_points[0] != 0:
             raise RtilError(f"cut_points must start with 0 (round 0 optimises the latents), got {self.cut_points}")
         if any(b <= a for a, b in zip(self.cut_points, self.cut_points[1:], strict=False)):
             raise RtilError(f"cut_points must increase, got {self.cut_points}")
-        if len(self.steps) != rounds or len(self.lr) != rounds:
-            raise RtilError(f"steps and lr need one value per round ({rounds}), got {self.steps} and {self.lr}")
-        if len(self.l1_radius) != rounds - 1:
-            raise RtilError(f"l1_radius needs one value per round after the first ({rounds - 1}), "
-                            f"got {self.l1_radius}")
-        if any(s < 1 for s in self.steps) or any(r < 0 for r in self.l1_radius) or self.geocross < 0:
-            raise RtilError("steps must be >= 1 and l1_radius, geocross >= 0")
+        for name in ("steps", "lr", "noise_layers"):
+            if len(getattr(self, name)) != rounds:
+                raise RtilError(f"{name} needs one value per round ({rounds}), got {getattr(self, name)}")
+        for name in ("l1_radius", "latent_l1_radius", "noise_l1_radius"):
+            value = getattr(self, name)
+            if value is None and name != "l1_radius":
+                continue
+            value = [float(v) for v in value]
+            setattr(self, name, value)
+            if len(value) != rounds - 1:
+                raise RtilError(f"{name} needs one value per round after the first ({rounds - 1}), got {value}")
+            if any(not v >= 0 for v in value):
+                raise RtilError(f"{name} must be >= 0, got {value}")
+        if any(s < 1 for s in self.steps) or any(n < 0 for n in self.noise_layers) or self.geocross < 0:
+            raise RtilError("steps must be >= 1 and noise_layers, geocross >= 0")
+        if self.noise_start not in NOISE_STARTS:
+            raise RtilError(f"noise_start must be one of {NOISE_STARTS}, got {self.noise_start!r}")
+        if self.range_steps < 1 or not self.range_lr > 0:
+            raise RtilError(f"range_steps must be >= 1 and range_lr > 0, got {self.range_steps} and {self.range_lr}")
+        if self.perceptual < 0:
+            raise RtilError(f"perceptual must be >= 0, got {self.perceptual}")
         for lr in self.lr:
             check_schedule(lr, self.warmup, self.rampdown)
+        check_stochastic_noise(self.stochastic_noise)
         check_select(self.select)
 
     @property
+    def range_projections(self) -> int:
+        """How many range projections a solve makes (after rounds 1 .. R - 2)."""
+        return max(len(self.cut_points) - 2, 0) if self.project_range else 0
+
+    @property
     def total_steps(self) -> int:
-        return sum(self.steps)
+        return sum(self.steps) + self.range_projections * self.range_steps
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
               proxy: MappingProxy | None = None, progress: Progress = None,
-              on_round_end=None) -> SolveResult:
+              on_round_end=None, on_range_projection=None) -> SolveResult:
         """Reconstruct the B images measured as y by `operator` (see CSGM.solve); `proxy` skips the fit.
 
-        on_round_end(r, features, center), if given, is called after every round r >= 1 with that round's
-        final features and the previous round's solution at the same cut (both (B, C, H, W)), for checks."""
+        For checks: on_round_end(r, features, center), if given, is called after every round r >= 1 with that
+        round's final features and the centre of its l1 ball; on_range_projection(r, target, reached), after
+        the range projection that follows round r, with round r's features and the features the re-optimised
+        variables of round r - 1 reach at the same cut (all (B, C, H, W))."""
         check_generator(G, operator, y)
         if self.cut_points[-1] > G.highest_cut:
             raise RtilError(f"ILO cut point {self.cut_points[-1]} does not exist: this generator's cut points "
@@ -130,81 +185,165 @@ class ILO(Solver):
         if stylegan:
             proxy = proxy or fit_mapping_proxy(G, self.proxy_samples, self.proxy_seed)
             latent = randn_rows(gens, (G.num_ws, G.w_dim), 1, device)
-            noises = [randn_rows(gens, (1, *hw), 1, device) for hw in G.noise_shapes()]
+            if self.noise_start == "const":
+                noises = [n.expand(b, -1, -1, -1).clone() for n in G.make_noises(1, "const")]
+            else:
+                noises = [randn_rows(gens, (1, *hw), 1, device) for hw in G.noise_shapes()]
+                to_sphere_(noises, [(n.shape[-2] * n.shape[-1]) ** 0.5 for n in noises], dims=(1, 2, 3))
         else:
             latent = randn_rows(gens, (1, G.z_dim), 1, device)  # one row, like W+
             noises = []
-        # Start on the spheres of the typical norms: sqrt(dim) for latent rows and noise maps.
-        to_sphere_([latent], [latent.shape[-1] ** 0.5], dims=-1)
-        to_sphere_(noises, [(n.shape[-2] * n.shape[-1]) ** 0.5 for n in noises], dims=(1, 2, 3))
+        to_sphere_([latent], [latent.shape[-1] ** 0.5], dims=-1)  # the typical norm sqrt(dim)
         data_term = MeasurementObjective(operator, y, gens, perceptual, self.perceptual, self.stochastic_noise)
         tracker = IterateTracker(self.select)
-        solution: SynthesisState | None = None  # the previous round's solution, at this round's cut
+        start: SynthesisState | None = None  # the state at this round's cut that the round starts from
+        previous: _Round | None = None
+        round_losses = []
         for r, cut in enumerate(self.cut_points):
-            latent, noises, features = self._round(G, proxy, r, cut, latent, noises, solution, data_term, tracker,
-                                                   progress)
-            if features is not None and on_round_end is not None:
-                on_round_end(r, features.clone(), solution.x)
-            if r + 1 < len(self.cut_points):
-                with torch.no_grad():
-                    state = self._state(G, proxy, cut, features, latent, noises, solution)
-                    solution = G.advance(state, self.cut_points[r + 1])
-        info = {"perceptual": data_term.status}
+            tracker.new_round()  # the returned iterate comes from the final round (Algorithm 1, line 7)
+            current = _Round(self, G, proxy, r, cut, latent, noises, start)
+
+            def objective(images, current=current):
+                data, measured = data_term(images)
+                if stylegan and self.geocross > 0:
+                    data = data + self.geocross * geocross(current.rows)
+                return data, measured
+
+            run_optimizer(current.params, current.render, objective, self.steps[r], self.lr[r], self.warmup,
+                          self.rampdown, tracker, after_step=current.project, progress=progress)
+            record_final(current.render, objective, tracker)
+            round_losses.append(tracker.last_losses())
+            if current.features is not None and on_round_end is not None:
+                on_round_end(r, current.features.detach().clone(), current.center)
+            if r + 1 == len(self.cut_points):
+                break
+            with torch.no_grad():
+                latent, noises, state = current.latent(), current.noises(), current.state()
+            if self.project_range and previous is not None:
+                latent, noises, state = self._project_to_range(G, proxy, previous, current, progress)
+                if on_range_projection is not None:
+                    on_range_projection(r, current.features.detach().clone(), state.x.clone())
+            with torch.no_grad():
+                start = G.advance(state, self.cut_points[r + 1])
+            previous = current
+        info = {"perceptual": data_term.status, "stochastic_noise": data_term.stochastic_noise,
+                "rounds": [{"cut": c, "trainable_noise_maps": len(_Round.trainable_indices(self, G, r, c))}
+                           for r, c in enumerate(self.cut_points)],
+                "range_projections": self.range_projections}
         if stylegan:
             info["mapping_proxy"] = proxy.describe()
-        return tracker.result(b, info=info)
+        return tracker.result(b, info=info, round_losses=torch.stack(round_losses))
 
-    def _round(self, G, proxy, r, cut, latent, noises, solution, data_term, tracker, progress):
-        """Round r at `cut`: optimise the variables used downstream of the cut (and the features at the cut,
-        from the previous solution); record every iterate and the final one. Returns the updated
-        (latent, noises, features), detached."""
+    def _project_to_range(self, G, proxy, previous: "_Round", current: "_Round", progress: Progress):
+        """Algorithm 1, lines 5-6: re-optimise `previous`'s variables (under its constraints) so that its
+        features at current.cut match current's solution; returns the (latent, noises, state at current.cut)
+        that the next round continues from: upstream of the cut from the projection, downstream from `current`."""
+        target = current.features.detach()
+        params = [p for p in previous.params if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=self.range_lr)
+        for step in range(self.range_steps):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(step, self.range_steps, self.range_lr, self.warmup, self.rampdown)
+            reached = G.advance(previous.state(), current.cut).x
+            loss = (reached - target).pow(2).flatten(1).mean(1)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            previous.project()
+            if progress is not None:
+                progress(1)
+        with torch.no_grad():
+            first = current.first
+            latent = torch.cat([previous.latent()[:, :first], current.latent()[:, first:]], dim=1)
+            noises = previous.noises()[:first] + current.noises()[first:]
+            reached = G.advance(previous.state(), current.cut)
+            if G.family == "stylegan2":
+                state = stylegan2_state(G, current.cut, reached.x, proxy(latent), noises, reached.img)
+            else:
+                state = SynthesisState(x=reached.x, cut=current.cut)
+        return latent, noises, state
+
+
+class _Round:
+    """The variables of ILO round r at cut `cut`, and their constraints.
+
+    latent: (B, num_ws, w_dim) Gaussianised W+ (StyleGAN2) or (B, 1, z_dim) (PGGAN); noises: per-layer maps
+    (B, 1, H, W) (StyleGAN2); start: the state at `cut` the round starts from (None at cut 0). Rows and maps
+    upstream of the cut are frozen; rows downstream and the maps allowed by noise_layers[r] are optimised, and
+    so are the features at the cut (cut > 0)."""
+
+    def __init__(self, ilo: ILO, G, proxy, r: int, cut: int, latent: torch.Tensor, noises: list[torch.Tensor],
+                 start: SynthesisState | None):
+        self.G, self.proxy, self.cut, self.start = G, proxy, cut, start
+        self.project_sphere = ilo.project_sphere
         stylegan = G.family == "stylegan2"
         # StyleGAN2: the W+ rows and noise maps from `first` on are used downstream of the cut.
         # PGGAN: its one latent row is upstream of every cut > 0.
-        first = first_style_after(cut) if stylegan else (0 if cut == 0 else 1)
-        rows = latent[:, first:].clone().requires_grad_()
-        own_noises = [n.clone().requires_grad_() for n in noises[first:]]
-        params = ([rows] if rows.numel() else []) + own_noises
-        features = center = radius = None
+        self.first = first = first_style_after(cut) if stylegan else (0 if cut == 0 else 1)
+        self.frozen_latent = latent[:, :first].detach()
+        self.rows = latent[:, first:].detach().clone().requires_grad_()
+        trainable = set(self.trainable_indices(ilo, G, r, cut))
+        self.frozen_noises = [n.detach() for n in noises[:first]]
+        self.own_noises = [n.detach().clone().requires_grad_(first + i in trainable)
+                           for i, n in enumerate(noises[first:])]
+        self.trainable = [n for n in self.own_noises if n.requires_grad]
+        self.features = self.center = None
+        self.feature_radius = None
         if cut > 0:
-            center = solution.x.detach()
-            features = center.clone().requires_grad_()
-            params.append(features)
-            radius = self.l1_radius[r - 1] * center[0].numel()
-        frozen_latent, frozen_noises = latent[:, :first], noises[:first]
-        latent_norms, noise_norms = norms([rows], -1), norms(own_noises, (1, 2, 3))
-
-        def render() -> torch.Tensor:
-            full_latent = torch.cat([frozen_latent, rows], dim=1)
-            return G.synthesize(self._state(G, proxy, cut, features, full_latent, frozen_noises + own_noises,
-                                            solution))
-
-        def objective(images):
-            data, measured = data_term(images)
-            if stylegan and self.geocross > 0:
-                data = data + self.geocross * geocross(rows)
-            return data, measured
-
-        def project():
-            if self.project_sphere:
-                to_sphere_([rows], latent_norms, dims=-1)
-                to_sphere_(own_noises, noise_norms, dims=(1, 2, 3))
-            if features is not None and self.project_l1:
-                with torch.no_grad():
-                    features.copy_(project_l1_ball(features, radius, center))
-
-        run_optimizer(params, render, objective, self.steps[r], self.lr[r], self.warmup, self.rampdown, tracker,
-                      after_step=project, progress=progress)
-        record_final(render, objective, tracker)
-        latent = torch.cat([frozen_latent, rows.detach()], dim=1)
-        noises = frozen_noises + [n.detach() for n in own_noises]
-        return latent, noises, None if features is None else features.detach()
+            self.center = start.x.detach()
+            self.features = self.center.clone().requires_grad_()
+            if ilo.project_l1:
+                self.feature_radius = ilo.l1_radius[r - 1] * self.center[0].numel()
+        self.row_norms = norms([self.rows], -1)
+        self.noise_norms = norms(self.trainable, (1, 2, 3))
+        self.row_start = self.rows.detach().clone()
+        self.noise_starts = [n.detach().clone() for n in self.trainable]
+        self.row_radius = self.noise_radius = None
+        if r > 0 and ilo.latent_l1_radius is not None and self.rows.numel():
+            self.row_radius = ilo.latent_l1_radius[r - 1] * self.rows[0].numel()
+        if r > 0 and ilo.noise_l1_radius is not None:
+            self.noise_radius = ilo.noise_l1_radius[r - 1]
 
     @staticmethod
-    def _state(G, proxy, cut, features, latent, noises, solution) -> SynthesisState:
-        """The state at `cut` for these variables. Features (and, for StyleGAN2, the skip image of the frozen
-        upstream blocks, from the previous solution) are used for cut > 0; latent rows upstream are ignored."""
+    def trainable_indices(ilo: ILO, G, r: int, cut: int) -> list[int]:
+        """Indices of the noise maps optimised in round r: downstream of the cut and < noise_layers[r]."""
         if G.family != "stylegan2":
-            return G.start_state(latent[:, 0]) if cut == 0 else SynthesisState(x=features, cut=cut)
-        img = solution.img if cut > 0 else None
-        return stylegan2_state(G, cut, features, proxy(latent), noises, img)
+            return []
+        return list(range(first_style_after(cut), min(ilo.noise_layers[r], G.num_layers)))
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        rows = [self.rows] if self.rows.numel() else []
+        return rows + self.trainable + ([self.features] if self.features is not None else [])
+
+    def latent(self) -> torch.Tensor:
+        return torch.cat([self.frozen_latent, self.rows], dim=1)
+
+    def noises(self) -> list[torch.Tensor]:
+        return self.frozen_noises + self.own_noises
+
+    def state(self) -> SynthesisState:
+        """The state at the cut for the current values (features used for cut > 0; for StyleGAN2 with the skip
+        image of the frozen upstream blocks, from the start state)."""
+        if self.G.family != "stylegan2":
+            return self.G.start_state(self.rows[:, 0]) if self.cut == 0 else SynthesisState(x=self.features,
+                                                                                             cut=self.cut)
+        img = self.start.img if self.cut > 0 else None
+        return stylegan2_state(self.G, self.cut, self.features, self.proxy(self.latent()), self.noises(), img)
+
+    def render(self) -> torch.Tensor:
+        return self.G.synthesize(self.state())
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """After each step: spheres (rows, optimised noise maps), then the l1 balls."""
+        if self.project_sphere:
+            to_sphere_([self.rows], self.row_norms, dims=-1)
+            to_sphere_(self.trainable, self.noise_norms, dims=(1, 2, 3))
+        if self.feature_radius is not None:
+            self.features.copy_(project_l1_ball(self.features, self.feature_radius, self.center))
+        if self.row_radius is not None:
+            self.rows.copy_(project_l1_ball(self.rows, self.row_radius, self.row_start))
+        if self.noise_radius is not None:
+            for n, s in zip(self.trainable, self.noise_starts, strict=True):
+                n.copy_(project_l1_ball(n, self.noise_radius * n[0].numel(), s))

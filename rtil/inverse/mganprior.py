@@ -28,6 +28,7 @@ from rtil.inverse.solvers import (
     check_generator,
     check_schedule,
     check_select,
+    check_stochastic_noise,
     first_style_after,
     generator_device,
     image_generators,
@@ -67,7 +68,7 @@ class MGANPrior(Solver):
     warmup: float = 0.05
     rampdown: float = 0.25
     perceptual: float = 0.0
-    stochastic_noise: float = 0.0
+    stochastic_noise: float | str = 0.0
     select: str = "best"
 
     method = "mganprior"
@@ -83,6 +84,7 @@ class MGANPrior(Solver):
         if self.optimizer not in OPTIMIZERS:
             raise RtilError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         check_schedule(self.lr, self.warmup, self.rampdown, self.optimizer)
+        check_stochastic_noise(self.stochastic_noise)
         check_select(self.select)
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,

@@ -1,8 +1,11 @@
 """PULSE-style restarts (Menon et al. 2020): many random starts with the latent on the sphere.
 
 StyleGAN2: W+ latents in the Gaussianised space of the mapping proxy (one row per layer, each kept on the
-sphere of radius sqrt(w_dim)), a GeoCross penalty between the rows, and the noise maps optimised on their own
-spheres (radius sqrt(H W)). PGGAN: z on the sphere of radius sqrt(z_dim). All restarts of all images run in
+sphere of radius sqrt(w_dim)), a GeoCross penalty between the rows, and only the first `noise_layers` noise
+maps optimised, each kept on the sphere of its start norm (PULSE's num_trainable_noise_layers, 5 of 17 at
+1024 px: optimising the fine maps too lets them paint any image). The other maps keep their start: the
+generator's stored const maps (noise_start="const") or N(0, 1) draws per restart ("random").
+PGGAN: z on the sphere of radius sqrt(z_dim). All restarts of all images run in
 one batch. Each image gets the iterate with the lowest measurement loss over its restarts and steps, and a
 feasibility flag: measurement loss <= tolerance. Unlike PULSE we never fail with "no solution found": the
 best iterate is returned whether or not it is feasible.
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from rtil.errors import RtilError
+from rtil.inverse.ilo import NOISE_STARTS
 from rtil.inverse.mapping_proxy import MappingProxy, fit_mapping_proxy
 from rtil.inverse.solvers import (
     IterateTracker,
@@ -24,9 +28,11 @@ from rtil.inverse.solvers import (
     check_generator,
     check_schedule,
     check_select,
+    check_stochastic_noise,
     generator_device,
     geocross,
     image_generators,
+    norms,
     randn_rows,
     record_final,
     run_optimizer,
@@ -40,7 +46,8 @@ class Pulse(Solver):
 
     restarts: random starts per image; steps: optimiser steps per start; lr, warmup, rampdown: Adam schedule.
     geocross: weight of the GeoCross penalty between W+ rows (StyleGAN2).
-    optimize_noises: StyleGAN2: optimise the noise maps (on spheres); else use the stored const maps.
+    noise_layers: StyleGAN2: how many of the first noise maps are optimised (0: none).
+    noise_start: "const" (the generator's stored maps) or "random" (N(0, 1) per restart, on the sphere sqrt(H W)).
     tolerance: an image's result is feasible when its measurement MSE is <= tolerance.
     perceptual, stochastic_noise, select: as in CSGM.
     proxy_samples, proxy_seed: fit of the mapping proxy (StyleGAN2).
@@ -52,10 +59,11 @@ class Pulse(Solver):
     warmup: float = 0.05
     rampdown: float = 0.25
     geocross: float = 0.0
-    optimize_noises: bool = True
+    noise_layers: int = 3
+    noise_start: str = "const"
     tolerance: float = 1e-3
     perceptual: float = 0.0
-    stochastic_noise: float = 0.0
+    stochastic_noise: float | str = 0.0
     select: str = "best"
     proxy_samples: int = 20000
     proxy_seed: int = 0
@@ -67,7 +75,12 @@ class Pulse(Solver):
             raise RtilError(f"steps and restarts must be >= 1, got {self.steps} and {self.restarts}")
         if self.tolerance < 0 or self.geocross < 0:
             raise RtilError(f"tolerance and geocross must be >= 0, got {self.tolerance} and {self.geocross}")
+        if self.noise_layers < 0:
+            raise RtilError(f"noise_layers must be >= 0, got {self.noise_layers}")
+        if self.noise_start not in NOISE_STARTS:
+            raise RtilError(f"noise_start must be one of {NOISE_STARTS}, got {self.noise_start!r}")
         check_schedule(self.lr, self.warmup, self.rampdown)
+        check_stochastic_noise(self.stochastic_noise)
         check_select(self.select)
 
     def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
@@ -86,14 +99,16 @@ class Pulse(Solver):
             latent_radius = math.sqrt(G.z_dim)
         to_sphere_([latent], [latent_radius], dims=-1)
         params = [latent.requires_grad_()]
-        noises, noise_radii = [], []
-        if stylegan and self.optimize_noises:
-            noises = [randn_rows(gens, (1, *hw), r, device) for hw in G.noise_shapes()]
-            noise_radii = [math.sqrt(h * w) for h, w in G.noise_shapes()]
-            to_sphere_(noises, noise_radii, dims=(1, 2, 3))
-            params += [n.requires_grad_() for n in noises]
-        elif stylegan:
-            noises = G.make_noises(1, "const")
+        noises, trainable = [], []
+        if stylegan:
+            if self.noise_start == "const":
+                noises = [n.expand(r * b, -1, -1, -1).clone() for n in G.make_noises(1, "const")]
+            else:
+                noises = [randn_rows(gens, (1, *hw), r, device) for hw in G.noise_shapes()]
+                to_sphere_(noises, [math.sqrt(h * w) for h, w in G.noise_shapes()], dims=(1, 2, 3))
+            trainable = [n.requires_grad_() for n in noises[:self.noise_layers]]
+            params += trainable
+        noise_radii = norms(trainable, (1, 2, 3))
 
         def render() -> torch.Tensor:
             if stylegan:
@@ -110,14 +125,13 @@ class Pulse(Solver):
 
         def project():
             to_sphere_([latent], [latent_radius], dims=-1)
-            if self.optimize_noises and noises:
-                to_sphere_(noises, noise_radii, dims=(1, 2, 3))
+            to_sphere_(trainable, noise_radii, dims=(1, 2, 3))
 
         tracker = IterateTracker(self.select)
         run_optimizer(params, render, objective, self.steps, self.lr, self.warmup, self.rampdown, tracker,
                       after_step=project, progress=progress)
         record_final(render, objective, tracker)
-        info = {"perceptual": data_term.status}
+        info = {"perceptual": data_term.status, "trainable_noise_maps": len(trainable)}
         if stylegan:
             info["mapping_proxy"] = proxy.describe()
         return tracker.result(b, feasibility_tolerance=self.tolerance, info=info)

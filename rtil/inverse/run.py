@@ -103,6 +103,7 @@ class InversionResults:
     reconstructions: (N, C, H, W) in [-1, 1]; measurements: (N, *measurement_shape);
     measurement_views: (N, C, H, W) the measurements as images (see measurement_view);
     measurement_loss, selected_step, selected_restart: (N,); feasible: (N,) bool or None;
+    round_losses: (rounds, N) measurement loss at the end of each round (ILO) or None;
     operators: describe() of each batch's operator; solver: the solver settings; info: solver notes.
     """
 
@@ -113,6 +114,7 @@ class InversionResults:
     selected_step: torch.Tensor
     selected_restart: torch.Tensor
     feasible: torch.Tensor | None
+    round_losses: torch.Tensor | None = None
     operators: list[dict] = field(default_factory=list)
     solver: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
@@ -137,7 +139,7 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
     if batch_size < 1:
         raise RtilError(f"batch_size must be >= 1, got {batch_size}")
     device = generator_device(G)
-    if perceptual is None and solver.perceptual > 0:
+    if perceptual is None and solver.perceptual > 0 and task != "cs":  # CS measurements are no images for LPIPS
         from rtil.evaluation.metrics import load_lpips
 
         perceptual = load_lpips(device)
@@ -175,11 +177,14 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
         return torch.cat([getattr(r, name).detach().cpu() for r, _, _ in parts])
 
     feasible = None if parts[0][0].feasible is None else cat("feasible")
+    round_losses = None
+    if parts[0][0].round_losses is not None:
+        round_losses = torch.cat([r.round_losses.cpu() for r, _, _ in parts], dim=1)
     return InversionResults(
         reconstructions=cat("images"), measurements=torch.cat([y.cpu() for _, y, _ in parts]),
         measurement_views=torch.cat([v.cpu() for _, _, v in parts]), measurement_loss=cat("measurement_loss"),
         selected_step=cat("selected_step"), selected_restart=cat("selected_restart"), feasible=feasible,
-        operators=operators, solver=solver.settings(), info=info)
+        round_losses=round_losses, operators=operators, solver=solver.settings(), info=info)
 
 
 def reconstruction_metrics(reconstructions: torch.Tensor, truths: torch.Tensor, lpips_metric=None) -> dict:

@@ -46,6 +46,7 @@ class SolveResult:
     selected_restart:  (B,) restart of the selected iterate.
     selected_step:     (B,) index into the T recorded iterates of the selected one.
     feasible:          (B,) measurement_loss <= tolerance (PULSE), or None when the solver has no tolerance.
+    round_losses:      (rounds, B) measurement loss of each round's last iterate (ILO), or None.
     info:              solver-specific notes (e.g. whether the perceptual term was used).
     """
 
@@ -55,6 +56,7 @@ class SolveResult:
     selected_restart: torch.Tensor
     selected_step: torch.Tensor
     feasible: torch.Tensor | None = None
+    round_losses: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -126,6 +128,23 @@ def geocross(latents: torch.Tensor) -> torch.Tensor:
     return (dim * angle.pow(2)).mean(dim=(1, 2)) / 8
 
 
+SNA_MEASUREMENT = "measurement"
+
+
+def check_stochastic_noise(value) -> None:
+    """SNA settings are a std >= 0 (in [-1, 1] image units) or "measurement" (the operator's noise std)."""
+    if value == SNA_MEASUREMENT:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise RtilError(f"stochastic_noise must be a std >= 0 or {SNA_MEASUREMENT!r} (the measurement noise std), "
+                        f"got {value!r}")
+
+
+def stochastic_noise_std(value, operator) -> float:
+    """The SNA std for `operator`: `value`, or the operator's measurement noise std for "measurement"."""
+    return float(operator.noise_std) if value == SNA_MEASUREMENT else float(value)
+
+
 def perceptual_status(weight: float, perceptual, operator) -> str:
     """Whether the perceptual (LPIPS) term is used: 'off', 'unavailable', 'not applicable' or 'on'.
 
@@ -133,11 +152,11 @@ def perceptual_status(weight: float, perceptual, operator) -> str:
     denoising) of at least LPIPS_MIN_SIZE pixels; compressed-sensing measurements are not images."""
     if weight == 0:
         return "off"
-    if perceptual is None:
-        return "unavailable"
     shape = operator.measurement_shape
     if len(shape) != 3 or min(shape[1:]) < LPIPS_MIN_SIZE:
         return "not applicable"
+    if perceptual is None:
+        return "unavailable"
     return "on"
 
 
@@ -145,19 +164,20 @@ class MeasurementObjective:
     """Data terms of the loss for rows r * B + b of candidate images (restart-major).
 
     __call__(images) -> (data_loss (N,), measurement_loss (N,)): measurement MSE (of the images with
-    stochastic noise added, if stochastic_noise > 0) + perceptual_weight * LPIPS(A x, y) when active;
+    stochastic noise added, if its std is > 0) + perceptual_weight * LPIPS(A x, y) when active;
     measurement_loss is the plain MSE of the clean images, the quantity used for selection.
+    stochastic_noise: SNA std, or "measurement" for the operator's own noise std (0 for noiseless tasks).
     """
 
     def __init__(self, operator, y: torch.Tensor, gens: Sequence[torch.Generator], perceptual=None,
-                 perceptual_weight: float = 0.0, stochastic_noise: float = 0.0):
+                 perceptual_weight: float = 0.0, stochastic_noise: float | str = 0.0):
         if y.shape[0] != operator.batch_size:
             raise RtilError(f"{y.shape[0]} measurements for an operator of {operator.batch_size} images")
         self.operator, self.y, self.gens = operator, y, gens
         self.status = perceptual_status(perceptual_weight, perceptual, operator)
         self.perceptual = perceptual if self.status == "on" else None
         self.perceptual_weight = perceptual_weight
-        self.stochastic_noise = stochastic_noise
+        self.stochastic_noise = stochastic_noise_std(stochastic_noise, operator)
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         clean = measurement_loss(self.operator, images, self.y)
@@ -213,6 +233,15 @@ class IterateTracker:
         self.loss: torch.Tensor | None = None
         self.step: torch.Tensor | None = None
 
+    def new_round(self) -> None:
+        """Forget the selected iterates (the loss history stays): the selection then comes from later records
+        only, e.g. ILO's final round."""
+        self.images = self.loss = self.step = None
+
+    def last_losses(self) -> torch.Tensor:
+        """(N,) measurement loss of the latest recorded iterate."""
+        return self.losses[-1]
+
     def record(self, images: torch.Tensor, loss: torch.Tensor) -> None:
         images, loss = images.detach(), loss.detach().float()
         step = len(self.losses)
@@ -226,8 +255,8 @@ class IterateTracker:
         self.loss = torch.where(better, loss, self.loss)
         self.step = torch.where(better, torch.full_like(self.step, step), self.step)
 
-    def result(self, batch_size: int, feasibility_tolerance: float | None = None, info: dict | None = None
-               ) -> SolveResult:
+    def result(self, batch_size: int, feasibility_tolerance: float | None = None, info: dict | None = None,
+               round_losses: torch.Tensor | None = None) -> SolveResult:
         """Per image, the selected iterate of the restart whose selected loss is lowest (rows r * B + b)."""
         restarts = self.loss.shape[0] // batch_size
         loss = self.loss.view(restarts, batch_size)
@@ -238,7 +267,8 @@ class IterateTracker:
         feasible = None if feasibility_tolerance is None else selected <= feasibility_tolerance
         return SolveResult(images=self.images[rows], measurement_loss=selected, loss_history=history,
                            selected_restart=restart.cpu(), selected_step=self.step[rows].cpu(),
-                           feasible=None if feasible is None else feasible.cpu(), info=dict(info or {}))
+                           feasible=None if feasible is None else feasible.cpu(), round_losses=round_losses,
+                           info=dict(info or {}))
 
 
 def run_optimizer(params: list[torch.Tensor], render: Callable[[], torch.Tensor],
