@@ -8,6 +8,8 @@ one-at-a-time solving, and the compressed-sensing operator at 1024x1024x3.
    the mapping proxy, synthesis, measurement loss, GeoCross, backward, Adam, sphere projection,
    iterate tracking), timed as the difference of a 2N-step and an N-step solve divided by N,
    over one synthesis forward + backward to the styles, at the same batch (target <= 1.3).
+   [1b] A whole solve with the default settings (all rounds, the range projections between them) per
+   round step, in the same unit: the range projection is extra work per round, not per step.
 2. Batched / sequential throughput: 16 images solved in one batch versus one at a time, same
    ILO settings (target >= 4x).
 3. CompressedSensing at 1024x1024x3 (--cs-ratio, default 0.5): build, forward, adjoint time and
@@ -46,7 +48,7 @@ def timed(fn, repeats: int) -> float:
 def ilo_solve(G, images, proxy, steps, seed=0):
     op = build_operator("cs", tuple(images.shape[1:]), images.shape[0], ratio=0.25, seed=seed)
     y = op(images)
-    solver = ILO(cut_points=[0, 1, 2], steps=steps, lr=[0.3, 0.05, 0.05])
+    solver = ILO(cut_points=[0, 1, 2], steps=steps, lr=[0.3, 0.05, 0.05], range_steps=steps[1])
     t0 = time.perf_counter()
     solver.solve(G, op, y, seed=seed, proxy=proxy)
     return time.perf_counter() - t0
@@ -62,7 +64,7 @@ def step_ratio(G, proxy, batch: int, steps: int) -> tuple[float, float, float]:
     y = op(images)
 
     def solve(n):
-        solver = ILO(cut_points=[0], steps=[n], lr=[0.3], l1_radius=[])
+        solver = ILO(cut_points=[0], steps=[n], lr=[0.3], noise_layers=[1], l1_radius=[])
         t0 = time.perf_counter()
         solver.solve(G, op, y, proxy=proxy)
         return time.perf_counter() - t0
@@ -79,6 +81,19 @@ def step_ratio(G, proxy, batch: int, steps: int) -> tuple[float, float, float]:
 
     t_g = timed(fwd_bwd, 10)
     return t_ilo, t_g, t_ilo / t_g
+
+
+def full_solve_ratio(G, proxy, batch: int, t_g: float) -> tuple[float, float]:
+    """(seconds, ratio): one solve with the default ILO settings (every round and the range projections) at
+    `batch`, and its time per optimisation step of the rounds over one generator forward+backward."""
+    images = digits_test_images(G.resolution, G.img_channels)[:batch] if G.img_channels == 1 else \
+        torch.rand(batch, G.img_channels, G.resolution, G.resolution) * 2 - 1
+    op = build_operator("cs", tuple(images.shape[1:]), batch, ratio=0.25, seed=0)
+    solver = ILO()
+    t0 = time.perf_counter()
+    solver.solve(G, op, op(images), proxy=proxy)
+    seconds = time.perf_counter() - t0
+    return seconds, seconds / sum(solver.steps) / t_g
 
 
 def main():
@@ -100,6 +115,10 @@ def main():
     t_ilo, t_g, ratio = step_ratio(G, proxy, args.batch, args.steps)
     print(f"[1] batch {args.batch}: ILO step {t_ilo * 1e3:.1f} ms, generator forward+backward {t_g * 1e3:.1f} ms, "
           f"ratio {ratio:.2f} (target <= 1.3)")
+    seconds, full = full_solve_ratio(G, proxy, args.batch, t_g)
+    print(f"[1b] batch {args.batch}: default ILO solve {seconds:.1f} s ({sum(ILO().steps)} round steps and "
+          f"{ILO().range_projections} range projection(s) of {ILO().range_steps} steps): {full:.2f} generator "
+          "forward+backward per round step")
 
     images = digits_test_images(G.resolution, G.img_channels)[:16] if G.img_channels == 1 else \
         torch.rand(16, G.img_channels, G.resolution, G.resolution) * 2 - 1

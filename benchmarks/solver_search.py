@@ -2,13 +2,14 @@
 
 For one method, each candidate setting (the current defaults with one change, see GRIDS) reconstructs the
 same tuning images with every given generator: digits test images 200..215 by default, disjoint from the
-first 200 that evaluation sweeps use, measured by 25% compressed sensing. The score is the PSNR against the
-true image (hyper-parameter tuning on held-out images; inside each solve the iterate is still chosen by the
-measurement loss only). One JSON line per (setting, model) goes to <out>/<method>.jsonl as it finishes, so
-an interrupted search resumes; a table sorted by the PSNR averaged over the models is printed and written
-to <out>/<method>.md.
+first 200 that evaluation sweeps use, measured by 25% compressed sensing (or denoised, --task denoise). The
+score is the PSNR against the true image (hyper-parameter tuning on held-out images; inside each solve the
+iterate is still chosen by the measurement loss only). One JSON line per (setting, model) goes to
+<out>/<method>.jsonl (<method>_denoise.jsonl) as it finishes, so an interrupted search resumes; a table sorted
+by the PSNR averaged over the models is printed and written to <out>/<method>.md (<method>_denoise.md).
 
     python benchmarks/solver_search.py --method ilo --generators vanilla=V.pt rtil=R.pt --out outputs/search
+    python benchmarks/solver_search.py --method ilo --task denoise --sigma 0.1 --generators ... --out ...
 """
 
 import argparse
@@ -27,17 +28,17 @@ from rtil.inverse.run import SOLVERS, make_solver, reconstruction_metrics, solve
 GRIDS = {
     "ilo": [
         {},
-        {"lr": [0.1, 0.05, 0.05]},
-        {"lr": [0.03, 0.05, 0.05]},
-        {"lr": [0.3, 0.01, 0.01]},
-        {"lr": [0.3, 0.2, 0.2]},
-        {"l1_radius": [0.03, 0.015]},
-        {"l1_radius": [0.3, 0.15]},
-        {"project_l1": False},
-        {"geocross": 0.0},
-        {"geocross": 1.0},
-        {"cut_points": [0, 1], "steps": [200, 200], "lr": [0.3, 0.05], "l1_radius": [0.1]},
-        {"l1_radius": [0.3, 0.15], "geocross": 0.0},  # second stage: the two best single changes together
+        {"noise_layers": [0, 0, 0]},
+        {"noise_layers": [3, 5, 7]},
+        {"noise_layers": [7, 7, 7]},  # every map from round 0 on (the former behaviour)
+        {"project_range": False},
+        {"lr": [0.1, 0.1, 0.1]},  # the paper's 0.1 per layer
+        {"l1_radius": [0.1, 0.05]},
+        {"latent_l1_radius": [0.05, 0.1], "noise_l1_radius": [0.5, 0.5]},
+        {"geocross": 0.1},
+        # second stage: the best single change (no range projection) with the next best ones
+        {"project_range": False, "lr": [0.1, 0.1, 0.1]},
+        {"project_range": False, "latent_l1_radius": [0.05, 0.1], "noise_l1_radius": [0.5, 0.5]},
     ],
     "mganprior": [
         {},
@@ -57,8 +58,10 @@ GRIDS = {
     ],
     "pulse": [
         {},
-        {"lr": 0.1},
-        {"geocross": 0.0},
+        {"noise_layers": 0},
+        {"noise_layers": 3},
+        {"noise_layers": 5},  # PULSE's 5 (of 17 maps at 1024 px)
+        {"noise_layers": 7},  # every map (the former behaviour)
     ],
 }
 
@@ -78,6 +81,9 @@ def main():
     p.add_argument("--method", required=True, choices=list(SOLVERS))
     p.add_argument("--generators", nargs="+", required=True, help="name=path of exported digits generators")
     p.add_argument("--ratio", type=float, default=0.25, help="compressed-sensing ratio (default 0.25)")
+    p.add_argument("--task", default="cs", choices=["cs", "denoise"],
+                   help="cs (at --ratio) or denoise (at --sigma); results go to <out>/<method>[_denoise].jsonl")
+    p.add_argument("--sigma", type=float, default=0.1, help="denoising noise std in [-1, 1] units (default 0.1)")
     p.add_argument("--first-image", type=int, default=200, help="first digits test image used (default 200)")
     p.add_argument("--num-images", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -86,7 +92,9 @@ def main():
     generators = parse_generators(args.generators)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = out / f"{args.method}.jsonl"
+    stem = args.method if args.task == "cs" else f"{args.method}_{args.task}"
+    task_parameter = {"ratio": args.ratio} if args.task == "cs" else {"sigma": args.sigma}
+    log = out / f"{stem}.jsonl"
     done = {(r["change"], r["model"]): r for r in map(json.loads, log.read_text().splitlines())} \
         if log.is_file() else {}
 
@@ -101,19 +109,20 @@ def main():
         G = models[name]
         images = digits_test_images(G.resolution, G.img_channels)[args.first_image:args.first_image + args.num_images]
         t0 = time.perf_counter()
-        results = solve_images(G, images, args.method, "cs", json.loads(change_key), args.seed, ratio=args.ratio,
-                               batch_size=args.num_images, first_index=args.first_image)
+        results = solve_images(G, images, args.method, args.task, json.loads(change_key), args.seed,
+                               batch_size=args.num_images, first_index=args.first_image, **task_parameter)
         seconds = time.perf_counter() - t0
         metrics = reconstruction_metrics(results.reconstructions, images)
         row = {"change": change_key, "model": name, "seconds": seconds, "psnr": metrics["psnr"],
                "ssim": metrics["ssim"], "measurement_loss": results.measurement_loss.tolist(),
-               "ratio": args.ratio, "images": [args.first_image, args.first_image + images.shape[0]],
+               "task": args.task, **task_parameter, "images": [args.first_image, args.first_image + images.shape[0]],
                "seed": args.seed, "solver": results.solver}
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")
         done[(change_key, name)] = row
 
-    lines = [f"Method {args.method}, compressed sensing ratio {args.ratio}, digits test images "
+    task = f"compressed sensing ratio {args.ratio}" if args.task == "cs" else f"denoising sigma {args.sigma}"
+    lines = [f"Method {args.method}, {task}, digits test images "
              f"{args.first_image}..{args.first_image + args.num_images - 1}, seed {args.seed}; PSNR in dB "
              "(mean and 95% CI over the images), sorted by the PSNR averaged over the models.", "",
              "| change to the defaults | " + " | ".join(f"{n} PSNR | {n} SSIM" for n in generators)
@@ -133,7 +142,7 @@ def main():
                       + f" | **{average:.2f}** | {seconds:.0f} |"))
     lines += [line for _, line in sorted(table, key=lambda t: -t[0])]
     text = "\n".join(lines) + "\n"
-    (out / f"{args.method}.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
 
 
