@@ -8,8 +8,8 @@ one-at-a-time solving, and the compressed-sensing operator at 1024x1024x3.
    the mapping proxy, synthesis, measurement loss, GeoCross, backward, Adam, sphere projection,
    iterate tracking), timed as the difference of a 2N-step and an N-step solve divided by N,
    over one synthesis forward + backward to the styles, at the same batch (target <= 1.3).
-   [1b] A whole solve with the default settings (all rounds, the range projections between them) per
-   round step, in the same unit: the range projection is extra work per round, not per step.
+   [1b] A whole solve with the default settings, and with the range projection on, per round step in
+   the same unit: the range projection is extra work per round, not per step.
 2. Batched / sequential throughput: 16 images solved in one batch versus one at a time, same
    ILO settings (target >= 4x).
 3. CompressedSensing at 1024x1024x3 (--cs-ratio, default 0.5): build, forward, adjoint time and
@@ -83,13 +83,12 @@ def step_ratio(G, proxy, batch: int, steps: int) -> tuple[float, float, float]:
     return t_ilo, t_g, t_ilo / t_g
 
 
-def full_solve_ratio(G, proxy, batch: int, t_g: float) -> tuple[float, float]:
-    """(seconds, ratio): one solve with the default ILO settings (every round and the range projections) at
-    `batch`, and its time per optimisation step of the rounds over one generator forward+backward."""
+def full_solve_ratio(G, proxy, batch: int, t_g: float, solver: ILO) -> tuple[float, float]:
+    """(seconds, ratio): one solve with `solver` (every round and range projection) at `batch`, and its time
+    per optimisation step of the rounds over one generator forward+backward."""
     images = digits_test_images(G.resolution, G.img_channels)[:batch] if G.img_channels == 1 else \
         torch.rand(batch, G.img_channels, G.resolution, G.resolution) * 2 - 1
     op = build_operator("cs", tuple(images.shape[1:]), batch, ratio=0.25, seed=0)
-    solver = ILO()
     t0 = time.perf_counter()
     solver.solve(G, op, op(images), proxy=proxy)
     seconds = time.perf_counter() - t0
@@ -115,10 +114,11 @@ def main():
     t_ilo, t_g, ratio = step_ratio(G, proxy, args.batch, args.steps)
     print(f"[1] batch {args.batch}: ILO step {t_ilo * 1e3:.1f} ms, generator forward+backward {t_g * 1e3:.1f} ms, "
           f"ratio {ratio:.2f} (target <= 1.3)")
-    seconds, full = full_solve_ratio(G, proxy, args.batch, t_g)
-    print(f"[1b] batch {args.batch}: default ILO solve {seconds:.1f} s ({sum(ILO().steps)} round steps and "
-          f"{ILO().range_projections} range projection(s) of {ILO().range_steps} steps): {full:.2f} generator "
-          "forward+backward per round step")
+    for solver in (ILO(), ILO(project_range=True)):
+        seconds, full = full_solve_ratio(G, proxy, args.batch, t_g, solver)
+        print(f"[1b] batch {args.batch}: ILO solve, defaults{' with project_range' * solver.project_range}, "
+              f"{seconds:.1f} s ({sum(solver.steps)} round steps, {solver.range_projections} range projection(s) "
+              f"of {solver.range_steps} steps): {full:.2f} generator forward+backward per round step")
 
     images = digits_test_images(G.resolution, G.img_channels)[:16] if G.img_channels == 1 else \
         torch.rand(16, G.img_channels, G.resolution, G.resolution) * 2 - 1

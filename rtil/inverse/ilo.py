@@ -8,9 +8,9 @@ noise_layers[0] noise maps. PGGAN: the latent z.
 
 Round r >= 1 (cut c). The features at cut c, started from the previous round's solution, are optimised in the
 l1 ball of radius l1_radius[r - 1] * (C H W) around it (Duchi's projection, per image); every variable
-upstream of the cut is frozen. StyleGAN2: the W+ rows used downstream of the cut keep being optimised, in an
-l1 ball around their round-start values (latent_l1_radius, per entry), and so do the noise maps downstream of
-the cut with index < noise_layers[r], each in an l1 ball around its round-start value (noise_l1_radius).
+upstream of the cut is frozen. StyleGAN2: the W+ rows used downstream of the cut keep being optimised, and so
+do the noise maps downstream of the cut with index < noise_layers[r]; with latent_l1_radius / noise_l1_radius
+set, each within an l1 ball around its round-start value (the paper's appendix; radii per entry).
 
 Noise maps: the paper optimises only the first (coarse) maps and adds the next ones gradually; optimising all
 of them jointly lets the fine maps paint any image (they fit the measurement noise, or the null space of a
@@ -22,6 +22,7 @@ variables of round r - 1 that act between cuts c_{r-1} and c_r are re-optimised 
 under round r - 1's constraints) so that the generator's features at c_r match round r's solution; the next
 round starts from the features they give, i.e. from the previous layer's range, not from the off-range
 solution. The last round's output is returned, off the range but within its balls (Algorithm 1, line 7).
+Off by default: on the digits generators it cost 1 dB (docs/results.md); the authors' code does not do it.
 
 Latent rows and noise maps start on the spheres of radius sqrt(dim) (their typical norm; "const" maps keep
 their own norm); with project_sphere they are rescaled after every step to the norms they had at the start of
