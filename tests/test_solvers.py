@@ -283,7 +283,8 @@ def test_ilo_range_projection_starts_the_next_round_on_the_range(family):
     x = in_range_images(G)
     A, y = compressed_sensing(x)
     settings = dict(cut_points=[0, 1, 2], steps=[20, 20, 5], lr=[0.1, 0.2, 0.05], noise_layers=[1, 3, 3],
-                    l1_radius=[0.3, 0.1], range_steps=30, range_lr=0.1, proxy_samples=PROXY_SAMPLES)
+                    l1_radius=[0.3, 0.1], project_range=True, range_steps=30, range_lr=0.1,
+                    proxy_samples=PROXY_SAMPLES)
     seen = {"rounds": {}, "projections": {}}
 
     def record_round(r, features, center):
@@ -307,8 +308,8 @@ def test_ilo_range_projection_starts_the_next_round_on_the_range(family):
 
     seen["rounds"].clear()
     seen["projections"].clear()
-    ILO(**settings, project_range=False).solve(G, A, y, seed=0, on_round_end=record_round,
-                                                on_range_projection=record_projection)
+    ILO(**{**settings, "project_range": False}).solve(G, A, y, seed=0, on_round_end=record_round,
+                                                      on_range_projection=record_projection)
     assert not seen["projections"]
     if family == "pggan":
         torch.testing.assert_close(seen["rounds"][2][1], G.advance(SynthesisState(x=seen["rounds"][1][0], cut=1), 2).x)
