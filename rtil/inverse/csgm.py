@@ -41,7 +41,8 @@ class CSGM(Solver):
     steps: optimiser steps per restart; lr, warmup, rampdown: Adam with the warm-up/cosine schedule.
     restarts: random initialisations per image (run in parallel).
     perceptual: weight of LPIPS(A x, y) (image-shaped measurements only, when LPIPS is available).
-    stochastic_noise: ILO's SNA: std of noise added to generated images in the loss (0 = off).
+    stochastic_noise: ILO's SNA: std of noise added to generated images in the loss (0 = off), or "measurement"
+        for the operator's own noise std.
     select: "best" (lowest measurement loss) or "last".
     """
 
