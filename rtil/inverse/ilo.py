@@ -56,6 +56,7 @@ from rtil.inverse.solvers import (
     Solver,
     SolveResult,
     check_generator,
+    check_noise_start,
     check_schedule,
     check_select,
     check_stochastic_noise,
@@ -68,12 +69,11 @@ from rtil.inverse.solvers import (
     randn_rows,
     record_final,
     run_optimizer,
+    start_noises,
     stylegan2_state,
     to_sphere_,
 )
 from rtil.models.state import SynthesisState
-
-NOISE_STARTS = ("const", "random")
 
 
 @dataclass
@@ -147,8 +147,7 @@ class ILO(Solver):
                 raise RtilError(f"{name} must be >= 0, got {value}")
         if any(s < 1 for s in self.steps) or any(n < 0 for n in self.noise_layers) or self.geocross < 0:
             raise RtilError("steps must be >= 1 and noise_layers, geocross >= 0")
-        if self.noise_start not in NOISE_STARTS:
-            raise RtilError(f"noise_start must be one of {NOISE_STARTS}, got {self.noise_start!r}")
+        check_noise_start(self.noise_start)
         if self.range_steps < 1 or not self.range_lr > 0:
             raise RtilError(f"range_steps must be >= 1 and range_lr > 0, got {self.range_steps} and {self.range_lr}")
         if self.perceptual < 0:
@@ -186,11 +185,7 @@ class ILO(Solver):
         if stylegan:
             proxy = proxy or fit_mapping_proxy(G, self.proxy_samples, self.proxy_seed)
             latent = randn_rows(gens, (G.num_ws, G.w_dim), 1, device)
-            if self.noise_start == "const":
-                noises = [n.expand(b, -1, -1, -1).clone() for n in G.make_noises(1, "const")]
-            else:
-                noises = [randn_rows(gens, (1, *hw), 1, device) for hw in G.noise_shapes()]
-                to_sphere_(noises, [(n.shape[-2] * n.shape[-1]) ** 0.5 for n in noises], dims=(1, 2, 3))
+            noises = start_noises(G, gens, 1, self.noise_start, device)
         else:
             latent = randn_rows(gens, (1, G.z_dim), 1, device)  # one row, like W+
             noises = []

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from rtil.errors import RtilError
-from rtil.inverse.ilo import NOISE_STARTS
 from rtil.inverse.mapping_proxy import MappingProxy, fit_mapping_proxy
 from rtil.inverse.solvers import (
     IterateTracker,
@@ -26,6 +25,7 @@ from rtil.inverse.solvers import (
     Solver,
     SolveResult,
     check_generator,
+    check_noise_start,
     check_schedule,
     check_select,
     check_stochastic_noise,
@@ -36,6 +36,7 @@ from rtil.inverse.solvers import (
     randn_rows,
     record_final,
     run_optimizer,
+    start_noises,
     to_sphere_,
 )
 
@@ -77,8 +78,7 @@ class Pulse(Solver):
             raise RtilError(f"tolerance and geocross must be >= 0, got {self.tolerance} and {self.geocross}")
         if self.noise_layers < 0:
             raise RtilError(f"noise_layers must be >= 0, got {self.noise_layers}")
-        if self.noise_start not in NOISE_STARTS:
-            raise RtilError(f"noise_start must be one of {NOISE_STARTS}, got {self.noise_start!r}")
+        check_noise_start(self.noise_start)
         check_schedule(self.lr, self.warmup, self.rampdown)
         check_stochastic_noise(self.stochastic_noise)
         check_select(self.select)
@@ -101,11 +101,7 @@ class Pulse(Solver):
         params = [latent.requires_grad_()]
         noises, trainable = [], []
         if stylegan:
-            if self.noise_start == "const":
-                noises = [n.expand(r * b, -1, -1, -1).clone() for n in G.make_noises(1, "const")]
-            else:
-                noises = [randn_rows(gens, (1, *hw), r, device) for hw in G.noise_shapes()]
-                to_sphere_(noises, [math.sqrt(h * w) for h, w in G.noise_shapes()], dims=(1, 2, 3))
+            noises = start_noises(G, gens, r, self.noise_start, device)
             trainable = [n.requires_grad_() for n in noises[:self.noise_layers]]
             params += trainable
         noise_radii = norms(trainable, (1, 2, 3))

@@ -328,6 +328,26 @@ def first_style_after(cut: int) -> int:
     return 0 if cut == 0 else 2 * cut - 1
 
 
+NOISE_STARTS = ("const", "random")
+
+
+def check_noise_start(value: str) -> None:
+    if value not in NOISE_STARTS:
+        raise RtilError(f"noise_start must be one of {NOISE_STARTS}, got {value!r}")
+
+
+def start_noises(G, gens: Sequence[torch.Generator], restarts: int, noise_start: str,
+                 device: torch.device | str) -> list[torch.Tensor]:
+    """StyleGAN2 noise maps to start from, one (restarts * B, 1, H, W) tensor per layer (rows r * B + b):
+    the generator's stored const maps ("const"), or N(0, 1) draws from image b's generator rescaled to the
+    sphere of radius sqrt(H W) ("random")."""
+    if noise_start == "const":
+        return [n.expand(restarts * len(gens), -1, -1, -1).clone() for n in G.make_noises(1, "const")]
+    noises = [randn_rows(gens, (1, *hw), restarts, device) for hw in G.noise_shapes()]
+    to_sphere_(noises, [math.sqrt(h * w) for h, w in G.noise_shapes()], dims=(1, 2, 3))
+    return noises
+
+
 def stylegan2_state(G, cut: int, features: torch.Tensor | None, ws: torch.Tensor, noises: list[torch.Tensor],
                     img: torch.Tensor | None) -> SynthesisState:
     """The StyleGAN2 state at `cut`: `features` at the cut (ignored at cut 0, where the const input is used)."""
