@@ -447,6 +447,19 @@ def test_make_solver_checks_settings():
         make_solver("csgm", {"latent_space": "q"})
 
 
+def test_make_solver_applies_and_checks_per_task_settings():
+    settings = {"l1_radius": [0.3, 0.15], "tasks": {"denoise": {"l1_radius": [0.1, 0.05]}}}
+    assert make_solver("ilo", settings, "denoise").l1_radius == [0.1, 0.05]
+    assert make_solver("ilo", settings, "cs").l1_radius == [0.3, 0.15]
+    assert make_solver("ilo", settings).l1_radius == [0.3, 0.15]
+    with pytest.raises(RtilError, match="unknown task 'deblur'"):
+        make_solver("ilo", {"tasks": {"deblur": {}}})
+    with pytest.raises(RtilError, match="unknown ilo setting"):  # checked even when another task is solved
+        make_solver("ilo", {"tasks": {"denoise": {"radius": 1}}}, "cs")
+    with pytest.raises(RtilError, match="one value per round"):
+        make_solver("ilo", {"tasks": {"sr": {"l1_radius": [0.1]}}})
+
+
 @pytest.mark.parametrize("method", list(SOLVERS))
 def test_config_files_hold_the_dataclass_defaults(method):
     settings = load_settings(CONFIGS / f"{method}.yaml")

@@ -32,15 +32,32 @@ TASKS = ("cs", "inpaint", "sr", "denoise")
 MEASUREMENT_NOISE_STREAM = 0x4015E
 
 
-def make_solver(method: str, settings: dict | None = None):
+def make_solver(method: str, settings: dict | None = None, task: str | None = None):
     """The solver for `method` with `settings` (field -> value; missing fields keep their defaults). A
-    'method' entry, if present, must name the same method (so a config file cannot be used for another)."""
+    'method' entry, if present, must name the same method (so a config file cannot be used for another).
+    A 'tasks' entry maps task names to settings that replace the others for that task (e.g. ILO's smaller
+    l1 balls for denoising); all of them are checked, and those of `task` (if given) are applied."""
     if method not in SOLVERS:
         raise RtilError(f"unknown method {method!r}; choose one of {', '.join(SOLVERS)}")
     settings = dict(settings or {})
     declared = settings.pop("method", method)
     if declared != method:
         raise RtilError(f"the settings are for method {declared!r}, not {method!r}")
+    per_task = settings.pop("tasks", None) or {}
+    if not isinstance(per_task, dict):
+        raise RtilError(f"{method} setting 'tasks' must map task names to settings, got {per_task!r}")
+    for name, changes in per_task.items():
+        if name not in TASKS:
+            raise RtilError(f"{method} setting 'tasks' names unknown task {name!r}; choose from {', '.join(TASKS)}")
+        if not isinstance(changes, dict):
+            raise RtilError(f"{method} setting 'tasks.{name}' must be a mapping of settings, got {changes!r}")
+        if "method" in changes or "tasks" in changes:
+            raise RtilError(f"{method} setting 'tasks.{name}' cannot set 'method' or 'tasks'")
+        _solver(method, {**settings, **changes})
+    return _solver(method, {**settings, **per_task.get(task, {})})
+
+
+def _solver(method: str, settings: dict):
     cls = SOLVERS[method]
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(settings) - known)
@@ -127,13 +144,14 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
     """Measure `images` (N, C, H, W) in [-1, 1] with the `task` operator and reconstruct them with `method`.
 
     ratio (cs, inpaint), factor (sr), sigma (denoise): the task's parameter; settings: solver settings
-    (see make_solver); seed: operators, measurement noise and random starts; first_index: data-set index of
-    images[0] (for per-image draws); operator_options: extra build_operator options (e.g. noise_std);
+    (see make_solver; their 'tasks' entry for `task` applies); seed: operators, measurement noise and random
+    starts; first_index: data-set index of images[0] (for per-image draws); operator_options: extra
+    build_operator options (e.g. noise_std);
     perceptual: LPIPS network for a perceptual loss term (loaded if None and the solver's weight is > 0).
     """
     if task not in TASKS:
         raise RtilError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    solver = make_solver(method, settings)
+    solver = make_solver(method, settings, task)
     if images.ndim != 4 or images.shape[0] == 0:
         raise RtilError(f"images must be a non-empty (N, C, H, W) tensor, got shape {tuple(images.shape)}")
     if batch_size < 1:
