@@ -88,6 +88,24 @@ def test_digits_split_shapes_and_range():
     assert train.min() == -1 and train.max() == 1 and test.min() == -1 and test.max() == 1
 
 
+def test_digits_holdout_is_left_out_of_training_and_is_the_validation_split():
+    from rtil.data.digits import digits_images, digits_validation_images
+
+    train = digits_images("train", 8)
+    data = DigitsDataset("train", 8, holdout=100)
+    assert len(data) == 1400 and torch.equal(data.images, train[:1400])
+    assert torch.equal(digits_validation_images(100, 8), train[1400:])
+    with pytest.raises(RtilError, match="holdout must be in"):
+        DigitsDataset("train", 8, holdout=1500)
+    with pytest.raises(RtilError, match="validation split is empty"):
+        digits_validation_images(0, 8)
+    with pytest.raises(RtilError, match="only"):
+        GanDataModule(dataset="folder", path=".", holdout=5)
+    module = GanDataModule(resolution=8, holdout=100, batch_size=4)
+    module.setup()
+    assert len(module.train_dataset) == 1400 and module.describe()["holdout"] == 100
+
+
 def test_digits_resampling_and_rgb_replication():
     gray = digits_test_images(32, 1)
     rgb = digits_test_images(32, 3)

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from rtil.data.digits import DigitsDataset, digits_test_images
+from rtil.data.digits import DigitsDataset, check_holdout, digits_test_images
 from rtil.data.folder import FolderDataset, find_image_files
 from rtil.data.sampler import InfiniteSampler
 from rtil.data.shards import expand_shard_urls, shard_dataset
@@ -38,6 +38,8 @@ class GanDataModule(pl.LightningDataModule):
         resampled: shards only: an endless stream of shards drawn with replacement, seeded per rank and
             worker (use it for multi-GPU); False reads each shard once per epoch, split across ranks.
         shuffle_buffer: shards only: encoded images held per worker for shuffling.
+        holdout: digits only: leave the last `holdout` training digits out of training, as a validation split
+            for tuning solvers (rtil.data.digits.digits_validation_images).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class GanDataModule(pl.LightningDataModule):
         seed: int = 0,
         resampled: bool = True,
         shuffle_buffer: int = 1000,
+        holdout: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -71,6 +74,9 @@ class GanDataModule(pl.LightningDataModule):
                             f"'shards' to read it")
         if dataset != "digits" and not path:
             raise RtilError(f"dataset={dataset!r} needs a path (an image folder or a shard pattern)")
+        if holdout and dataset != "digits":
+            raise RtilError(f"holdout is for the built-in digits only, not dataset={dataset!r}")
+        check_holdout(holdout)
         if dataset == "folder":
             find_image_files(path)  # raises for a missing path or a folder without images
         if dataset == "shards":
@@ -87,6 +93,7 @@ class GanDataModule(pl.LightningDataModule):
         self.seed = seed
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
+        self.holdout = holdout
         self.train_dataset: Dataset | IterableDataset | None = None
         self._start_iteration = 0
 
@@ -94,7 +101,8 @@ class GanDataModule(pl.LightningDataModule):
         if self.train_dataset is not None:
             return
         if self.dataset == "digits":
-            self.train_dataset = DigitsDataset("train", self.resolution, self.channels, flip=self.flip)
+            self.train_dataset = DigitsDataset("train", self.resolution, self.channels, flip=self.flip,
+                                               holdout=self.holdout)
         elif self.dataset == "folder":
             self.train_dataset = FolderDataset(Path(self.path), self.resolution, self.channels, flip=self.flip)
         else:
@@ -137,7 +145,8 @@ class GanDataModule(pl.LightningDataModule):
     def describe(self) -> dict:
         """What the data is, for the provenance of exported generators."""
         return {"dataset": self.dataset, "path": self.path, "resolution": self.resolution, "channels": self.channels,
-                "flip": self.flip, "batch_size_per_device": self.batch_size, "seed": self.seed}
+                "flip": self.flip, "batch_size_per_device": self.batch_size, "seed": self.seed,
+                **({"holdout": self.holdout} if self.holdout else {})}
 
     @property
     def num_skipped(self) -> int:

@@ -1,7 +1,9 @@
 """The built-in data: scikit-learn's 1,797 handwritten digits (8x8, values 0..16), which ship inside
 scikit-learn, so nothing is downloaded.
 
-Fixed split: train = the first 1,500 images, test = the last 297 (what inversion evaluates on).
+Fixed split: train = the first 1,500 images, test = the last 297 (what inversion evaluates on). A
+validation split for tuning solvers can be carved from the end of the training split (`holdout`): those
+digits are then left out of training, so neither the test nor the validation images were seen by the GAN.
 Images are resampled with antialiasing to the configured resolution and scaled to [-1, 1].
 """
 
@@ -43,16 +45,34 @@ def digits_test_images(resolution: int = 32, channels: int = 1) -> torch.Tensor:
     return digits_images("test", resolution, channels)
 
 
+def digits_validation_images(holdout: int, resolution: int = 32, channels: int = 1) -> torch.Tensor:
+    """The last `holdout` training digits, (holdout, channels, resolution, resolution) in [-1, 1]: images for
+    tuning solvers, valid only for generators trained with the same holdout (DigitsDataset)."""
+    check_holdout(holdout)
+    if holdout == 0:
+        raise RtilError("the validation split is empty: train with holdout > 0 to carve one from the training digits")
+    return digits_images("train", resolution, channels)[NUM_TRAIN - holdout:]
+
+
+def check_holdout(holdout: int) -> None:
+    if not 0 <= holdout < NUM_TRAIN:
+        raise RtilError(f"holdout must be in 0..{NUM_TRAIN - 1} training digits, got {holdout}")
+
+
 class DigitsDataset(Dataset):
     """One split of the digits held in memory; items are (channels, resolution, resolution) in [-1, 1].
 
     flip=True appends the mirror image of every digit (the dataset doubles in length). Off by default:
-    mirrored digits are not digits.
+    mirrored digits are not digits. holdout (train split only): leave the last `holdout` training digits out
+    (the validation split, digits_validation_images).
     """
 
     def __init__(self, split: Literal["train", "test"] = "train", resolution: int = 32, channels: int = 1,
-                 flip: bool = False):
-        self.images = digits_images(split, resolution, channels)
+                 flip: bool = False, holdout: int = 0):
+        check_holdout(holdout)
+        if holdout and split != "train":
+            raise RtilError("holdout carves the validation split from the training digits; use it with split='train'")
+        self.images = digits_images(split, resolution, channels)[:NUM_TRAIN - holdout if split == "train" else None]
         self.flip = flip
 
     def __len__(self) -> int:
