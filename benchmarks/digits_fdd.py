@@ -7,28 +7,8 @@ member (G0 = the plain generator) against the 297 test digits.
 
 import argparse
 
-import torch
-
-from rtil.checkpoints import build_generator, read_generator_file
-from rtil.config import build_family
-from rtil.data.digits import digits_images
-from rtil.evaluation.digits_fd import digits_fd
-
-
-@torch.no_grad()
-def member_fdds(path: str, num_samples: int, seed: int) -> list[float]:
-    record = read_generator_file(path)
-    G = build_generator(record).eval()
-    family = build_family(record["rtil"])
-    test = digits_images("test", G.resolution, G.img_channels)
-    out = []
-    for member in range(family.num_members if family is not None else 1):
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(num_samples, G.z_dim, generator=gen)
-        images = G(z, generator=gen, noise_mode="random") if member == 0 else \
-            family.generate(G, z, member, generator=gen, noise_mode="random")
-        out.append(digits_fd(images, test))
-    return out
+from rtil.checkpoints import load_generator
+from rtil.evaluation.digits_fd import member_fdds
 
 
 def main():
@@ -38,7 +18,7 @@ def main():
     p.add_argument("--seed", type=int, default=123)
     args = p.parse_args()
     for path in args.generators:
-        fdds = member_fdds(path, args.samples, args.seed)
+        fdds = member_fdds(load_generator(path), args.samples, args.seed)
         print(f"{path}: " + ", ".join(f"G{k} {v:.2f}" for k, v in enumerate(fdds)))
 
 

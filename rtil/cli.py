@@ -1,4 +1,4 @@
-"""`python -m rtil <command>`: convert, export, shards, info, demo. User errors print one line and exit 2."""
+"""`python -m rtil <command>`: convert, export, shards, info, demo, study. User errors print one line and exit 2."""
 
 import argparse
 import sys
@@ -43,6 +43,18 @@ def _cmd_demo(args) -> None:
     from rtil.demo import run_demo
 
     run_demo(args.out, seed=args.seed, train_kimg=args.train_kimg)
+
+
+def _cmd_study(args) -> None:
+    from rtil.study import STAGES, read_study_config, run_items, run_study, stage_items
+
+    if args.workers > 1:  # one worker process of a stage (started by the study itself)
+        cfg = read_study_config(args.config, args.quick)
+        run_items(cfg, args.stage, stage_items(cfg, args.stage), args.workers)
+        return
+    stages = list(STAGES) if args.stage is None else [args.stage]
+    result = run_study(args.config, quick=args.quick, stages=stages)
+    print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
 
 
 def _channel_table(text: str) -> dict[int, int]:
@@ -90,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-kimg", type=float, default=6.0,
                    help="thousands of images to train each digits StyleGAN2 for (0 skips training and the sweep)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("study", help="the vanilla-vs-RTIL study: train, export, tune, evaluate, report (resumable)")
+    p.add_argument("--config", required=True, help="study config, e.g. configs/study/digits.yaml")
+    p.add_argument("--quick", action="store_true", help="the same stages on the config's tiny 'quick' budget")
+    p.add_argument("--stage", choices=["train", "export", "tune", "evaluate", "report"], default=None,
+                   help="run only this stage (default: every stage, each skipping finished work)")
+    p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_study)
     return parser
 
 

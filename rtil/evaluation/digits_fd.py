@@ -53,3 +53,28 @@ def classifier_confidence(images: torch.Tensor) -> float:
     x = images.detach().float().cpu().mean(dim=1, keepdim=True)
     x = ((F.adaptive_avg_pool2d(x, 8).reshape(len(x), 64).clamp(-1, 1) + 1) / 2).numpy()
     return float(_classifier().predict_proba(x).max(axis=1).mean())
+
+
+@torch.no_grad()
+def member_fdds(G, num_samples: int = 1000, seed: int = 123) -> list[float]:
+    """FDD against the test digits of `num_samples` samples (random noise maps) of every RTIL member of the
+    generator G (G0 = the plain generator; one value for a vanilla generator)."""
+    from rtil.config import build_family
+    from rtil.data.digits import digits_images
+
+    family = build_family(G.rtil) if G.rtil else None
+    test = digits_images("test", G.resolution, G.img_channels)
+    out = []
+    for member in range(family.num_members if family is not None else 1):
+        gen = torch.Generator().manual_seed(seed)
+        if member == 0:
+            images = G(torch.randn(num_samples, G.z_dim, generator=gen), generator=gen, noise_mode="random")
+            out.append(digits_fd(images, test))
+            continue
+        if hasattr(family, "sample_z"):  # PGGAN members take several codes per image
+            z = family.sample_z(G, member, num_samples, gen)
+        else:
+            z = torch.randn(num_samples, G.z_dim, generator=gen)
+        images = family.generate(G, z, member, generator=gen, noise_mode="random")
+        out.append(digits_fd(images, test))
+    return out

@@ -22,7 +22,7 @@ variables of round r - 1 that act between cuts c_{r-1} and c_r are re-optimised 
 under round r - 1's constraints) so that the generator's features at c_r match round r's solution; the next
 round starts from the features they give, i.e. from the previous layer's range, not from the off-range
 solution. The last round's output is returned, off the range but within its balls (Algorithm 1, line 7).
-Off by default: on the digits generators it cost 1 dB (docs/results.md); the authors' code does not do it.
+Off by default: on the digits generators it cost 1 dB (docs/earlier_results.md); the authors' code does not do it.
 
 Latent rows and noise maps start on the spheres of radius sqrt(dim) (their typical norm; "const" maps keep
 their own norm); with project_sphere they are rescaled after every step to the norms they had at the start of

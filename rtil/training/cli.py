@@ -55,3 +55,7 @@ def main(args=None) -> RtilCLI:
     except RtilError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m rtil.training.cli fit ... (what train.py runs; the study's workers use it)
+    main()

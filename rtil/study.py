@@ -1,0 +1,550 @@
+"""The vanilla-vs-RTIL study: `python -m rtil study --config configs/study/digits.yaml [--quick]`.
+
+Five stages; each writes its outputs under the config's `out` folder and skips work already done, so an
+interrupted study resumes where it stopped and a finished one reruns nothing:
+
+1. train    every generator named by a comparison, with train.py (resumed from its last checkpoint);
+2. export   its generator file, sample grids per RTIL member, and the Fréchet digits distance (FDD) of every
+            member at every checkpoint (sample quality against kimg);
+3. tune     each method's candidate settings (`tune.grids`) on the validation images, per generator: every
+            generator gets its own best settings ("tuned"); the method's shipped settings are "common";
+4. evaluate every comparison's generators x methods x settings (tuned, common) x task cells on the test images:
+            the same images, operators, noise and starts for every generator (paired);
+5. report   the markdown report (tables with CIs, paired treatment - baseline differences, verdicts, figures) and
+            the per-image CSV it is computed from.
+
+A comparison pairs `baseline[i]` with `treatment[i]` (e.g. vanilla and RTIL trained with the same seed); the
+report gives each pair ("per seed") and the pooled difference (per image, averaged over the pairs).
+Work items of the train, tune and evaluate stages run in `jobs` worker processes (one thread each), which
+claim items one at a time.
+The config format is documented in configs/study/digits.yaml.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from rtil.config import read_yaml
+from rtil.errors import RtilError
+
+STAGES = ("train", "export", "tune", "evaluate", "report")
+SPLITS = ("validation", "test")
+METRICS = ("psnr", "ssim", "lpips")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The config
+
+
+def deep_merge(base: dict, changes: dict) -> dict:
+    """base with changes applied: mappings merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_study_config(path: str | Path, quick: bool = False) -> dict:
+    """The study config (with its `quick` changes applied if quick), every entry checked before any work."""
+    from rtil.inverse.operators import build_operator
+    from rtil.inverse.run import SOLVERS, TASKS, load_settings, make_solver
+
+    path = Path(path)
+    raw = read_yaml(path)
+    if quick:
+        if not isinstance(raw.get("quick"), dict):
+            raise RtilError(f"{path}: --quick needs a 'quick' mapping of changes in the config")
+        raw = deep_merge(raw, raw["quick"])
+    raw.pop("quick", None)
+    base = path.resolve().parent
+    for key in ("out", "generators", "comparisons", "methods", "tune", "evaluate"):
+        if key not in raw:
+            raise RtilError(f"{path}: missing '{key}'")
+    cfg = {"path": str(path), "quick": quick, "out": Path(raw["out"]), "jobs": int(raw.get("jobs", 1)),
+           "holdout": int(raw.get("holdout", 0)), "train_kimg": raw.get("train_kimg"),
+           "report": Path(raw.get("report") or Path(raw["out"]) / "report.md"),
+           "fdd_samples": int(raw.get("fdd_samples", 1000)), "claims": raw.get("claims", "")}
+    if cfg["jobs"] < 1:
+        raise RtilError(f"{path}: jobs must be >= 1")
+
+    generators = {}
+    for name, g in raw["generators"].items():
+        if not isinstance(g, dict) or "config" not in g:
+            raise RtilError(f"{path}: generator {name!r} needs a 'config' (a training config file)")
+        config = _resolve(g["config"], base)
+        train_cfg = read_yaml(config)
+        changes = g.get("set") or {}
+        holdout = changes.get("data.holdout", (train_cfg.get("data") or {}).get("holdout", 0))
+        if holdout != cfg["holdout"]:
+            raise RtilError(f"{path}: generator {name!r} trains with data.holdout {holdout}, but the study's "
+                            f"validation split needs holdout {cfg['holdout']} (the validation digits must be left out "
+                            f"of training)")
+        generators[name] = {"config": str(config), "seed": int(g.get("seed", 0)), "set": changes}
+    cfg["generators"] = generators
+
+    methods = {}
+    for name, m in raw["methods"].items():
+        m = dict(m or {})
+        settings = load_settings(_resolve(m.pop("file"), base)) if "file" in m else {}
+        settings = {**settings, **m}
+        settings.pop("method", None)
+        if name not in SOLVERS:
+            raise RtilError(f"{path}: unknown method {name!r}; choose from {', '.join(SOLVERS)}")
+        make_solver(name, settings)
+        methods[name] = settings
+    cfg["methods"] = methods
+
+    evaluate, tune = dict(raw["evaluate"]), dict(raw["tune"])
+    tasks = evaluate.get("tasks") or {}
+    if not isinstance(tasks, dict) or not tasks:
+        raise RtilError(f"{path}: evaluate.tasks must map tasks to lists of parameters")
+    for task, params in list(tasks.items()) + [(tune.get("task"), [tune.get("param")])]:
+        if task not in TASKS:
+            raise RtilError(f"{path}: unknown task {task!r}; choose from {', '.join(TASKS)}")
+        if not isinstance(params, list) or not params:
+            raise RtilError(f"{path}: task {task!r} needs a list of parameters")
+        for p in params:
+            build_operator(task, (1, 16, 16), 1, seed=0, **{_PARAMETER[task]: p})  # raises on a bad value
+
+    comparisons = {}
+    for name, c in raw["comparisons"].items():
+        for key in ("baseline", "treatment", "methods"):
+            if not isinstance(c.get(key), list) or not c[key]:
+                raise RtilError(f"{path}: comparison {name!r} needs a non-empty list '{key}'")
+        if len(c["baseline"]) != len(c["treatment"]):
+            raise RtilError(f"{path}: comparison {name!r} pairs baseline[i] with treatment[i]: the lists must have "
+                            f"the same length")
+        for g in c["baseline"] + c["treatment"]:
+            if g not in generators:
+                raise RtilError(f"{path}: comparison {name!r} names generator {g!r}, which 'generators' does not "
+                                f"define")
+        for m in c["methods"]:
+            if m not in methods:
+                raise RtilError(f"{path}: comparison {name!r} names method {m!r}, which 'methods' does not define")
+        own_tasks = c.get("tasks") or list(tasks)
+        for t in own_tasks:
+            if t not in tasks:
+                raise RtilError(f"{path}: comparison {name!r} names task {t!r}, which evaluate.tasks does not list")
+        comparisons[name] = {"baseline": list(c["baseline"]), "treatment": list(c["treatment"]),
+                             "methods": list(c["methods"]), "tasks": own_tasks,
+                             "labels": c.get("labels") or ["baseline", "treatment"], "title": c.get("title", name)}
+    cfg["comparisons"] = comparisons
+
+    grids = tune.get("grids") or {}
+    for method, grid in grids.items():
+        if method not in methods:
+            raise RtilError(f"{path}: tune.grids names method {method!r}, which 'methods' does not define")
+        for change in grid:
+            make_solver(method, {**methods[method], **change})
+    cfg["tune"] = {"task": tune["task"], "param": tune["param"], "grids": grids,
+                   "images": _image_range(tune.get("images"), "validation", path),
+                   "batch_size": int(tune.get("batch_size", 16))}
+    cfg["evaluate"] = {"tasks": tasks, "images": _image_range(evaluate.get("images"), "test", path),
+                       "batch_size": int(evaluate.get("batch_size", 16)), "seed": int(evaluate.get("seed", 0)),
+                       "settings": list(evaluate.get("settings") or ["tuned", "common"]),
+                       "common_tasks": list(evaluate.get("common_tasks") or tasks)}
+    for task in cfg["evaluate"]["common_tasks"]:
+        if task not in tasks:
+            raise RtilError(f"{path}: evaluate.common_tasks names task {task!r}, which evaluate.tasks does not list")
+    for kind in cfg["evaluate"]["settings"]:
+        if kind not in ("tuned", "common"):
+            raise RtilError(f"{path}: evaluate.settings takes 'tuned' and/or 'common', got {kind!r}")
+    val, test = cfg["tune"]["images"], cfg["evaluate"]["images"]
+    if val["split"] == "validation" and cfg["holdout"] < val["first"] + val["count"]:
+        raise RtilError(f"{path}: the tuning images reach validation digit {val['first'] + val['count'] - 1}, but "
+                        f"only {cfg['holdout']} training digits are held out (holdout)")
+    if val["split"] == test["split"] and val["first"] < test["first"] + test["count"] \
+            and test["first"] < val["first"] + val["count"]:
+        raise RtilError(f"{path}: the validation images overlap the test images (both {test['split']} "
+                        f"{val['first']}..{val['first'] + val['count'] - 1} and {test['first']}.."
+                        f"{test['first'] + test['count'] - 1}); tune on images the evaluation never sees")
+    return cfg
+
+
+_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
+
+
+def _resolve(path: str, base: Path) -> Path:
+    """Relative paths are taken from the current folder when they exist there, else from the config's."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+def _image_range(spec, default_split: str, path: Path) -> dict:
+    spec = dict(spec or {})
+    out = {"split": spec.get("split", default_split), "first": int(spec.get("first", 0)),
+           "count": int(spec.get("count", 16))}
+    if out["split"] not in SPLITS or out["first"] < 0 or out["count"] < 1:
+        raise RtilError(f"{path}: images need split in {SPLITS}, first >= 0, count >= 1; got {spec}")
+    return out
+
+
+def study_images(cfg: dict, which: str, resolution: int, channels: int):
+    """The tuning ('tune') or test ('evaluate') images, (N, C, R, R) in [-1, 1], and their names."""
+    from rtil.data.digits import digits_test_images, digits_validation_images
+
+    spec = cfg[which]["images"]
+    if spec["split"] == "test":
+        pool = digits_test_images(resolution, channels)
+    else:
+        pool = digits_validation_images(cfg["holdout"], resolution, channels)
+    first, count = spec["first"], spec["count"]
+    if first + count > pool.shape[0]:
+        raise RtilError(f"{which}: images {first}..{first + count - 1} of the {spec['split']} split do not exist "
+                        f"(it has {pool.shape[0]})")
+    return pool[first:first + count], [f"{spec['split']}/{first + i}" for i in range(count)]
+
+
+def used_generators(cfg: dict) -> list[str]:
+    """The generators some comparison needs, in the config's order."""
+    used = {g for c in cfg["comparisons"].values() for g in c["baseline"] + c["treatment"]}
+    return [g for g in cfg["generators"] if g in used]
+
+
+def generator_methods(cfg: dict) -> dict[str, list[str]]:
+    """generator -> the methods some comparison runs on it."""
+    out = {g: [] for g in used_generators(cfg)}
+    for c in cfg["comparisons"].values():
+        for g in c["baseline"] + c["treatment"]:
+            out[g] += [m for m in c["methods"] if m not in out[g]]
+    return out
+
+
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage 1: train
+
+
+def train_arguments(cfg: dict, name: str) -> list[str]:
+    """The train.py arguments of one generator of the study."""
+    g, out = cfg["generators"][name], cfg["out"]
+    args = ["fit", "--config", g["config"], "--seed_everything", str(g["seed"]), "--data.seed", str(g["seed"]),
+            "--model.init_args.seed", str(g["seed"]),
+            "--trainer.default_root_dir", str(out / "train"), "--run_name", name, "--wandb", "disabled",
+            "--trainer.enable_progress_bar", "false", "--export.path", str(out / "train" / name / "generator.pt")]
+    if cfg["train_kimg"] is not None:
+        args += ["--model.init_args.total_kimg", str(cfg["train_kimg"])]
+        args += ["--checkpoint.every_kimg", str(cfg["train_kimg"] / 2), "--samples.every_kimg", str(cfg["train_kimg"])]
+    for key, value in g["set"].items():
+        args += [f"--{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
+    if (out / "train" / name / "checkpoints" / "last.ckpt").is_file():
+        args += ["--ckpt_path", str(out / "train" / name / "checkpoints" / "last.ckpt")]
+    return args
+
+
+def train_done(cfg: dict, name: str) -> bool:
+    return (cfg["out"] / "train" / name / "done.json").is_file()
+
+
+def train_one(cfg: dict, name: str) -> None:
+    """Train (or resume) one generator in this process; done.json records the wall time of every segment."""
+    from rtil.training.cli import main as train_main
+
+    timing = cfg["out"] / "train" / name / "timing.json"
+    segments = json.loads(timing.read_text()) if timing.is_file() else []
+    t0 = time.perf_counter()
+    cli = train_main(train_arguments(cfg, name))
+    segments.append({"seconds": time.perf_counter() - t0, "kimg": float(cli.model.kimg)})
+    _write_json(timing, segments)
+    _write_json(cfg["out"] / "train" / name / "done.json",
+                {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
+                 "segments": segments, "arguments": train_arguments(cfg, name)})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage 2: export
+
+
+def export_one(cfg: dict, name: str) -> None:
+    """generators/<name>.pt, samples/<name>.png (one row per member) and fdd/<name>.json (FDD per member at every
+    checkpoint's kimg)."""
+    import tempfile
+
+    import torch
+    from torchvision.utils import save_image
+
+    from rtil.checkpoints import export_lightning_checkpoint, load_generator
+    from rtil.config import build_family
+    from rtil.demo import member_grid
+    from rtil.evaluation.digits_fd import member_fdds
+
+    out = cfg["out"]
+    checkpoints = out / "train" / name / "checkpoints"
+    final = export_lightning_checkpoint(checkpoints / "last.ckpt", out / "generators" / f"{name}.pt")
+    G = load_generator(final)
+    if G.rtil is None:
+        z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(0))
+        grid = G(z, noise_mode="const")
+    else:
+        grid = member_grid(G, build_family(G.rtil), 8, 0)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    save_image(grid, out / "samples" / f"{name}.png", nrow=8, normalize=True, value_range=(-1, 1))
+    curve = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt in sorted(checkpoints.glob("kimg*.ckpt")):
+            path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
+            kimg = float(ckpt.stem.removeprefix("kimg"))
+            curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg["fdd_samples"])})
+    _write_json(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve,
+                                                "final": member_fdds(G, cfg["fdd_samples"])})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stages 3 and 4: tune and evaluate (work items, each one JSON file)
+
+
+def tune_items(cfg: dict) -> list[dict]:
+    items = []
+    for g, methods in generator_methods(cfg).items():
+        for m in methods:
+            for i, change in enumerate(cfg["tune"]["grids"].get(m, [])):
+                settings = {**cfg["methods"][m], **change}
+                key = _key([g, m, settings, cfg["tune"], cfg["evaluate"]["seed"]])
+                items.append({"generator": g, "method": m, "change": change, "settings": settings,
+                              "path": str(cfg["out"] / "tune" / f"{g}__{m}__{i}__{key}.json")})
+    return items
+
+
+def tune_one(cfg: dict, item: dict) -> None:
+    from rtil.checkpoints import load_generator
+    from rtil.inverse.run import reconstruction_metrics, solve_images
+
+    G = load_generator(cfg["out"] / "generators" / f"{item['generator']}.pt")
+    images, _ = study_images(cfg, "tune", G.resolution, G.img_channels)
+    t0 = time.perf_counter()
+    task = cfg["tune"]["task"]
+    results = solve_images(G, images, item["method"], task, item["settings"], cfg["evaluate"]["seed"],
+                           batch_size=cfg["tune"]["batch_size"], **{_PARAMETER[task]: cfg["tune"]["param"]})
+    metrics = reconstruction_metrics(results.reconstructions, images)
+    _write_json(Path(item["path"]), {**item, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                                     "seconds": time.perf_counter() - t0})
+
+
+def tuned_settings(cfg: dict, generator: str, method: str) -> tuple[dict, dict | None]:
+    """The best tuning candidate (highest mean validation PSNR) of `method` on `generator` and its change to the
+    common settings; (common settings, None) when the method has no grid."""
+    items = [i for i in tune_items(cfg) if i["generator"] == generator and i["method"] == method]
+    if not items:
+        return cfg["methods"][method], None
+    scored = []
+    for item in items:
+        path = Path(item["path"])
+        if not path.is_file():
+            raise RtilError(f"tuning result missing: {path} (run the tune stage)")
+        psnr = json.loads(path.read_text())["psnr"]
+        scored.append((sum(psnr) / len(psnr), item))
+    best = max(scored, key=lambda s: s[0])[1]
+    return best["settings"], best["change"]
+
+
+def evaluate_cells(cfg: dict) -> list[dict]:
+    """Every evaluation cell: generator x method x settings kind x task x parameter. Cells whose settings coincide
+    (tuned = common) share one file; a cell's file name holds a hash of everything that determines it."""
+    cells = []
+    ev = cfg["evaluate"]
+    for cname, c in cfg["comparisons"].items():
+        for g in c["baseline"] + c["treatment"]:
+            for m in c["methods"]:
+                for kind in ev["settings"]:
+                    settings = tuned_settings(cfg, g, m)[0] if kind == "tuned" else cfg["methods"][m]
+                    for task in c["tasks"]:
+                        if kind == "common" and m in cfg["tune"]["grids"] and task not in ev["common_tasks"]:
+                            continue
+                        for param in ev["tasks"][task]:
+                            key = _key([g, m, settings, task, param, ev])
+                            cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
+                                          "task": task, "param": param, "settings": settings,
+                                          "id": f"{g}__{m}__{task}__{param}__{key}"})
+    return cells
+
+
+def evaluate_one(cfg: dict, cell: dict, lpips_metric=None) -> None:
+    from rtil.checkpoints import load_generator
+    from rtil.evaluation.sweep import solve_cell
+
+    G = load_generator(cfg["out"] / "generators" / f"{cell['generator']}.pt")
+    images, names = study_images(cfg, "evaluate", G.resolution, G.img_channels)
+    sweep_cfg = {"methods": {cell["method"]: {**cell["settings"], "method": cell["method"]}},
+                 "seed": cfg["evaluate"]["seed"], "batch_size": cfg["evaluate"]["batch_size"],
+                 "models": {cell["generator"]: str(cfg["out"] / "generators" / f"{cell['generator']}.pt")}}
+    sweep_cell = {"model": cell["generator"], "method": cell["method"], "task": cell["task"], "param": cell["param"],
+                  "id": cell["id"]}
+    solve_cell(sweep_cell, G, images, names, sweep_cfg, lpips_metric, cfg["out"])  # writes out/cells/<id>.json, .pt
+
+
+def _cell_file(cfg: dict, cell: dict) -> Path:
+    return cfg["out"] / "cells" / f"{cell['id']}.json"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running the stages
+
+
+def stage_items(cfg: dict, stage: str) -> list:
+    """The stage's unfinished work items (generator names, tuning items or cells)."""
+    if stage == "train":
+        return [g for g in used_generators(cfg) if not train_done(cfg, g)]
+    if stage == "export":
+        return [g for g in used_generators(cfg) if not (cfg["out"] / "fdd" / f"{g}.json").is_file()]
+    if stage == "tune":
+        return [i for i in tune_items(cfg) if not Path(i["path"]).is_file()]
+    if stage == "evaluate":
+        unique = {c["id"]: c for c in evaluate_cells(cfg)}
+        return [c for c in unique.values() if not _cell_file(cfg, c).is_file()]
+    raise RtilError(f"unknown stage {stage!r}")
+
+
+def item_label(item) -> str:
+    return item if isinstance(item, str) else item.get("id") or Path(item["path"]).stem
+
+
+def run_items(cfg: dict, stage: str, items: list, workers: int = 1) -> None:
+    """Run a stage's items in this process. With several workers, each item is claimed first (a claim file
+    created atomically), so the workers share the items dynamically whatever each one costs."""
+    from tqdm import tqdm
+
+    lpips_metric = None
+    if stage == "evaluate":
+        from rtil.evaluation.metrics import load_lpips
+
+        lpips_metric = load_lpips("cpu")
+    claims = cfg["out"] / "claims" / stage
+    claims.mkdir(parents=True, exist_ok=True)
+    for item in tqdm(items, desc=stage, unit="item", disable=workers > 1):
+        if workers > 1:
+            try:
+                os.close(os.open(claims / item_label(item), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue  # another worker has it
+        t0 = time.perf_counter()
+        if stage == "train":
+            train_one(cfg, item)
+        elif stage == "export":
+            export_one(cfg, item)
+        elif stage == "tune":
+            tune_one(cfg, item)
+        else:
+            evaluate_one(cfg, item, lpips_metric)
+        if workers > 1:
+            print(f"done: {item_label(item)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def run_stage(cfg: dict, stage: str, config_path: str, quick: bool) -> int:
+    """Run one stage's unfinished items (in cfg['jobs'] worker processes when there are several); returns how many
+    items it ran."""
+    items = stage_items(cfg, stage)
+    workers = min(cfg["jobs"], len(items))
+    print(f"[{stage}] {len(items)} to do", flush=True)
+    if not items:
+        return 0
+    if workers <= 1 or stage == "export":
+        run_items(cfg, stage, items)
+    else:
+        logs = cfg["out"] / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(cfg["out"] / "claims" / stage, ignore_errors=True)  # claims of an interrupted earlier run
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        procs = []
+        for w in range(workers):
+            command = [sys.executable, "-m", "rtil", "study", "--config", config_path, "--stage", stage,
+                       "--workers", str(workers)] + (["--quick"] if quick else [])
+            log = open(logs / f"{stage}_{w}.log", "a")
+            procs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        print(f"[{stage}] {workers} workers, logs in {logs}/{stage}_*.log", flush=True)
+        from tqdm import tqdm
+
+        with tqdm(total=len(items), desc=stage, unit="item") as bar:
+            while any(proc.poll() is None for proc, _ in procs):
+                time.sleep(5)
+                bar.update(len(items) - len(stage_items(cfg, stage)) - bar.n)
+        failed = [w for w, (proc, _) in enumerate(procs) if proc.returncode != 0]
+        for _, log in procs:
+            log.close()
+        if failed:
+            raise RtilError(f"{stage}: worker(s) {failed} failed; see {logs}/{stage}_<worker>.log "
+                            f"(finished items are kept: rerun the study to resume)")
+    left = stage_items(cfg, stage)
+    if left:
+        raise RtilError(f"{stage}: {len(left)} item(s) did not finish")
+    return len(items)
+
+
+def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | None = None) -> dict:
+    """Run the study's stages in order, skipping finished work; returns {stage: items run} and the seconds each
+    stage took."""
+    cfg = read_study_config(config_path, quick)
+    cfg["out"].mkdir(parents=True, exist_ok=True)
+    done, seconds = {}, {}
+    for stage in stages or STAGES:
+        t0 = time.perf_counter()
+        if stage == "report":
+            from rtil.study_report import write_report
+
+            print("[report] writing", flush=True)
+            write_report(cfg)
+            done[stage] = 1
+        else:
+            done[stage] = run_stage(cfg, stage, str(config_path), quick)
+        seconds[stage] = time.perf_counter() - t0
+        print(f"[{stage}] {seconds[stage]:.0f} s", flush=True)
+    times = cfg["out"] / "stage_seconds.json"
+    previous = json.loads(times.read_text()) if times.is_file() else []
+    _write_json(times, previous + [{"ran": done, "seconds": seconds,
+                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
+    return {"ran": done, "seconds": seconds}
+
+
+def read_cells(cfg: dict) -> list[dict]:
+    """The evaluation cells with their results (every cell must be finished)."""
+    out = []
+    for cell in evaluate_cells(cfg):
+        path = _cell_file(cfg, cell)
+        if not path.is_file():
+            raise RtilError(f"evaluation cell missing: {path} (run the evaluate stage)")
+        out.append({**cell, "result": json.loads(path.read_text())})
+    return out
+
+
+def write_per_image_csv(cells: list[dict], path: Path) -> list[dict]:
+    """One row per (cell, image): what every table of the report is computed from."""
+    rows = []
+    for c in cells:
+        comparison = c["comparison"]
+        r = c["result"]
+        for i, image in enumerate(r["images"]):
+            rows.append({"comparison": comparison, "generator": c["generator"], "method": c["method"],
+                         "settings": c["kind"], "task": c["task"], "param": c["param"], "image": image,
+                         "measurement_loss": r["measurement_loss"][i],
+                         **{m: r["metrics"][m][i] for m in METRICS if m in r["metrics"]}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        fieldnames = list(rows[0])
+        for row in rows:
+            fieldnames += [k for k in row if k not in fieldnames]
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)

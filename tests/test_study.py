@@ -1,0 +1,122 @@
+"""The vanilla-vs-RTIL study (rtil/study.py): the quick study end to end, resuming, and config errors."""
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtil.cli import main as rtil_main
+from rtil.evaluation.stats import paired_difference
+from rtil.study import run_study
+
+STUDY = Path(__file__).resolve().parent.parent / "configs" / "study" / "digits.yaml"
+
+
+def study_config(tmp_path: Path, **changes) -> Path:
+    """configs/study/digits.yaml with its quick outputs in tmp_path, absolute file paths and `changes` applied."""
+    cfg = yaml.safe_load(STUDY.read_text())
+    base = STUDY.parent
+    for g in cfg["generators"].values():
+        g["config"] = str(base / g["config"])
+    for m in cfg["methods"].values():
+        if "file" in m:
+            m["file"] = str((base / m["file"]).resolve())
+    cfg["quick"].update(out=str(tmp_path / "study"), report=str(tmp_path / "report" / "results.md"))
+    cfg.update(out=str(tmp_path / "full"), report=str(tmp_path / "full_report" / "results.md"))
+    for key, value in changes.items():
+        cfg[key] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def report_differences(report: str) -> dict:
+    """Pooled Δ PSNR per (section heading, cell name) from the report's tables."""
+    out, heading = {}, None
+    for line in report.splitlines():
+        if line.startswith("## "):
+            section = line[3:]
+        if line.startswith("### "):
+            heading = (section, line[4:].split(":")[0])
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if heading and len(cells) == 10 and cells[0] not in ("cell", "---"):
+            out[heading + (cells[0],)] = float(re.match(r"[+-]?\d+\.\d+", cells[3]).group())
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("study")
+    config = study_config(tmp_path)
+    first = run_study(config, quick=True)
+    return tmp_path, config, first
+
+
+def test_quick_study_writes_report_csv_and_figures(quick_study):
+    tmp_path, _, first = quick_study
+    assert all(first["ran"][stage] > 0 for stage in ("train", "export", "tune", "evaluate", "report"))
+    report = (tmp_path / "report" / "results.md").read_text()
+    figures = sorted(p.name for p in (tmp_path / "report" / "figures").glob("*.png"))
+    assert "results_fdd.png" in figures
+    assert any(name.startswith("results_stylegan2_ilo_tuned_cs") for name in figures)
+    assert any(name.startswith("results_samples_pggan_rtil") for name in figures)
+    for name in re.findall(r"\]\((figures/[^)]+)\)", report):
+        assert (tmp_path / "report" / name).is_file(), name
+
+    # every pooled difference in the report equals the one recomputed from the per-image CSV
+    with open(tmp_path / "report" / "results_per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    cfg = yaml.safe_load(STUDY.read_text())
+    titles = {c["title"]: (name, c) for name, c in cfg["comparisons"].items()}
+    names = {"cs": lambda p: f"CS {float(p):.0%}", "inpaint": lambda p: f"inpaint {float(p):.0%} observed",
+             "sr": lambda p: f"SR x{int(float(p))}"}
+    differences = report_differences(report)
+    assert len(differences) >= 10
+    for (section, heading, cell), value in differences.items():
+        cname, comparison = titles[section]
+        method, kind = heading.split(", ")[0], heading.split(", ")[1].split(" ")[0]
+
+        def per_image(generator, cname=cname, method=method, kind=kind, cell=cell):
+            sel = [r for r in rows if r["comparison"] == cname and r["generator"] == generator
+                   and r["method"] == method and r["settings"] == kind and names[r["task"]](r["param"]) == cell]
+            return [float(r["psnr"]) for r in sel]
+
+        pairs = list(zip(comparison["baseline"], comparison["treatment"], strict=True))
+        baseline = [sum(v) / len(pairs) for v in zip(*(per_image(b) for b, _ in pairs), strict=True)]
+        treatment = [sum(v) / len(pairs) for v in zip(*(per_image(t) for _, t in pairs), strict=True)]
+        assert len(baseline) == 4
+        assert value == pytest.approx(paired_difference(treatment, baseline).mean_difference, abs=0.006)
+
+
+def test_rerun_does_no_work_and_a_deleted_cell_is_recomputed_alone(quick_study):
+    tmp_path, config, _ = quick_study
+    again = run_study(config, quick=True, stages=["train", "export", "tune", "evaluate"])
+    assert again["ran"] == {"train": 0, "export": 0, "tune": 0, "evaluate": 0}
+    cell = sorted((tmp_path / "study" / "cells").glob("*.json"))[5]
+    cell.unlink()
+    again = run_study(config, quick=True, stages=["train", "export", "tune", "evaluate"])
+    assert again["ran"] == {"train": 0, "export": 0, "tune": 0, "evaluate": 1}
+    assert cell.is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"comparisons": {"x": {"baseline": ["nope"], "treatment": ["stylegan2_rtil_seed0"], "methods": ["ilo"]}}},
+     "does not define"),
+    ({"evaluate": {"tasks": {"deblur": [1]}}}, "unknown task"),
+    ({"evaluate": {"tasks": {"cs": [1.5]}}}, "must be in (0, 1]"),
+    ({"methods": {"magic": {}}}, "unknown method"),
+    ({"tune": {"images": {"split": "test", "first": 2, "count": 10}, "task": "cs", "param": 0.25}},
+     "overlap the test images"),
+])
+def test_bad_study_configs_exit_2_before_any_work(tmp_path, capsys, change, message):
+    cfg = yaml.safe_load(study_config(tmp_path).read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if key != "comparisons" else value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert rtil_main(["study", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "full").exists()
