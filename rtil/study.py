@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -218,6 +219,13 @@ def generator_methods(cfg: dict) -> dict[str, list[str]]:
     return out
 
 
+def generator_fingerprint(cfg: dict, name: str) -> str:
+    """A hash of everything that determines a trained generator: its training config's text, changes, seed and
+    the study's train_kimg."""
+    g = cfg["generators"][name]
+    return _key([Path(g["config"]).read_text(), g["set"], g["seed"], cfg["train_kimg"]])
+
+
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -251,7 +259,14 @@ def train_arguments(cfg: dict, name: str) -> list[str]:
 
 
 def train_done(cfg: dict, name: str) -> bool:
-    return (cfg["out"] / "train" / name / "done.json").is_file()
+    """Whether the generator is trained; a generator trained with other settings is an error (not reused)."""
+    done = cfg["out"] / "train" / name / "done.json"
+    if not done.is_file():
+        return False
+    if json.loads(done.read_text()).get("fingerprint") != generator_fingerprint(cfg, name):
+        raise RtilError(f"generator {name!r} in {done.parent} was trained with other settings than the config now "
+                        f"gives; delete that folder (and {cfg['out'] / 'generators' / name}.pt) to retrain it")
+    return True
 
 
 def train_one(cfg: dict, name: str) -> None:
@@ -266,6 +281,7 @@ def train_one(cfg: dict, name: str) -> None:
     _write_json(timing, segments)
     _write_json(cfg["out"] / "train" / name / "done.json",
                 {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
+                 "fingerprint": generator_fingerprint(cfg, name),
                  "segments": segments, "arguments": train_arguments(cfg, name)})
 
 
@@ -301,9 +317,10 @@ def export_one(cfg: dict, name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in sorted(checkpoints.glob("kimg*.ckpt")):
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
-            kimg = float(ckpt.stem.removeprefix("kimg"))
+            kimg = float(re.match(r"kimg(\d+(?:\.\d+)?)", ckpt.stem).group(1))
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg["fdd_samples"])})
-    _write_json(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve,
+    _write_json(out / "fdd" / f"{name}.json", {"generator": name, "fingerprint": generator_fingerprint(cfg, name),
+                                                "curve": curve,
                                                 "final": member_fdds(G, cfg["fdd_samples"])})
 
 
@@ -317,7 +334,8 @@ def tune_items(cfg: dict) -> list[dict]:
         for m in methods:
             for i, change in enumerate(cfg["tune"]["grids"].get(m, [])):
                 settings = {**cfg["methods"][m], **change}
-                key = _key([g, m, settings, cfg["tune"], cfg["evaluate"]["seed"]])
+                key = _key([generator_fingerprint(cfg, g), m, settings, cfg["tune"]["task"], cfg["tune"]["param"],
+                            cfg["tune"]["images"], cfg["evaluate"]["seed"]])
                 items.append({"generator": g, "method": m, "change": change, "settings": settings,
                               "path": str(cfg["out"] / "tune" / f"{g}__{m}__{i}__{key}.json")})
     return items
@@ -369,7 +387,8 @@ def evaluate_cells(cfg: dict) -> list[dict]:
                         if kind == "common" and m in cfg["tune"]["grids"] and task not in ev["common_tasks"]:
                             continue
                         for param in ev["tasks"][task]:
-                            key = _key([g, m, settings, task, param, ev])
+                            key = _key([generator_fingerprint(cfg, g), m, settings, task, param, ev["images"],
+                                        ev["seed"]])
                             cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
                                           "task": task, "param": param, "settings": settings,
                                           "id": f"{g}__{m}__{task}__{param}__{key}"})
@@ -403,7 +422,9 @@ def stage_items(cfg: dict, stage: str) -> list:
     if stage == "train":
         return [g for g in used_generators(cfg) if not train_done(cfg, g)]
     if stage == "export":
-        return [g for g in used_generators(cfg) if not (cfg["out"] / "fdd" / f"{g}.json").is_file()]
+        return [g for g in used_generators(cfg) if not (cfg["out"] / "fdd" / f"{g}.json").is_file()
+                or json.loads((cfg["out"] / "fdd" / f"{g}.json").read_text()).get("fingerprint")
+                != generator_fingerprint(cfg, g)]
     if stage == "tune":
         return [i for i in tune_items(cfg) if not Path(i["path"]).is_file()]
     if stage == "evaluate":
@@ -505,10 +526,11 @@ def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | 
             done[stage] = run_stage(cfg, stage, str(config_path), quick)
         seconds[stage] = time.perf_counter() - t0
         print(f"[{stage}] {seconds[stage]:.0f} s", flush=True)
-    times = cfg["out"] / "stage_seconds.json"
-    previous = json.loads(times.read_text()) if times.is_file() else []
-    _write_json(times, previous + [{"ran": done, "seconds": seconds,
-                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
+        if stage != "report":
+            log = cfg["out"] / "stage_seconds.json"
+            previous = json.loads(log.read_text()) if log.is_file() else []
+            _write_json(log, previous + [{"stage": stage, "items": done[stage], "seconds": seconds[stage],
+                                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
     return {"ran": done, "seconds": seconds}
 
 

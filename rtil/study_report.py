@@ -161,6 +161,7 @@ def write_report(cfg: dict) -> Path:
     if cfg["claims"]:
         lines += ["## Against the papers' claims", "", cfg["claims"].strip(), ""]
     lines += _training(cfg, figures, stem, report.parent)
+    lines += _stage_times(cfg)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines) + "\n")
     (out / "report.json").write_text(json.dumps(everything, indent=1))
@@ -256,6 +257,22 @@ def _tuning(cfg: dict, comparison: dict) -> list[str]:
             lines.append(f"| {json.dumps(change) if change else '(common)'} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _stage_times(cfg: dict) -> list[str]:
+    log = cfg["out"] / "stage_seconds.json"
+    if not log.is_file():
+        return []
+    entries = json.loads(log.read_text())
+    lines = ["## Wall time per stage", "",
+             f"On the machine that ran the study, with {cfg['jobs']} worker process(es); a stage resumed after an "
+             "interruption sums its runs.", "", "| stage | items | wall time |", "|---|---|---|"]
+    for stage in ("train", "export", "tune", "evaluate"):
+        mine = [e for e in entries if e["stage"] == stage]
+        if mine:
+            lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | "
+                         f"{sum(e['seconds'] for e in mine) / 60:.1f} min |")
+    return lines + [""]
 
 
 def _training(cfg: dict, figures: Path, stem: str, base: Path) -> list[str]:
