@@ -46,10 +46,10 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_study(args) -> None:
-    from rtil.study import STAGES, read_study_config, run_items, run_study, stage_items
+    from rtil.study import STAGES, load_run_config, run_items, run_study, stage_items
 
-    if args.workers > 1:  # one worker process of a stage (started by the study itself)
-        cfg = read_study_config(args.config, args.quick)
+    if args.run_config:  # one worker process of a stage (started by the study itself)
+        cfg = load_run_config(args.run_config)
         run_items(cfg, args.stage, stage_items(cfg, args.stage), args.workers)
         return
     stages = list(STAGES) if args.stage is None else [args.stage]
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["train", "export", "tune", "evaluate", "report"], default=None,
                    help="run only this stage (default: every stage, each skipping finished work)")
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_study)
     return parser
 

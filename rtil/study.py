@@ -88,7 +88,9 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
             raise RtilError(f"{path}: generator {name!r} trains with data.holdout {holdout}, but the study's "
                             f"validation split needs holdout {cfg['holdout']} (the validation digits must be left out "
                             f"of training)")
-        generators[name] = {"config": str(config), "seed": int(g.get("seed", 0)), "set": changes}
+        seed = int(g.get("seed", 0))
+        generators[name] = {"config": str(config), "seed": seed, "set": changes,
+                            "fingerprint": _key([config.read_text(), changes, seed, cfg["train_kimg"]])}
     cfg["generators"] = generators
 
     methods = {}
@@ -170,6 +172,19 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
     return cfg
 
 
+def save_run_config(cfg: dict) -> Path:
+    """The resolved config of this run, which its worker processes read (so that editing a config or settings file
+    while a study runs cannot give its workers other settings than the ones it started with)."""
+    path = cfg["out"] / "run_config.json"
+    _write_json(path, {**cfg, "out": str(cfg["out"]), "report": str(cfg["report"])})
+    return path
+
+
+def load_run_config(path: str | Path) -> dict:
+    cfg = json.loads(Path(path).read_text())
+    return {**cfg, "out": Path(cfg["out"]), "report": Path(cfg["report"])}
+
+
 _PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
 
 
@@ -221,9 +236,8 @@ def generator_methods(cfg: dict) -> dict[str, list[str]]:
 
 def generator_fingerprint(cfg: dict, name: str) -> str:
     """A hash of everything that determines a trained generator: its training config's text, changes, seed and
-    the study's train_kimg."""
-    g = cfg["generators"][name]
-    return _key([Path(g["config"]).read_text(), g["set"], g["seed"], cfg["train_kimg"]])
+    the study's train_kimg (computed when the config is read)."""
+    return cfg["generators"][name]["fingerprint"]
 
 
 def _key(obj) -> str:
@@ -468,7 +482,7 @@ def run_items(cfg: dict, stage: str, items: list, workers: int = 1) -> None:
             print(f"done: {item_label(item)} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
-def run_stage(cfg: dict, stage: str, config_path: str, quick: bool) -> int:
+def run_stage(cfg: dict, stage: str, run_config: Path) -> int:
     """Run one stage's unfinished items (in cfg['jobs'] worker processes when there are several); returns how many
     items it ran."""
     items = stage_items(cfg, stage)
@@ -485,8 +499,8 @@ def run_stage(cfg: dict, stage: str, config_path: str, quick: bool) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         procs = []
         for w in range(workers):
-            command = [sys.executable, "-m", "rtil", "study", "--config", config_path, "--stage", stage,
-                       "--workers", str(workers)] + (["--quick"] if quick else [])
+            command = [sys.executable, "-m", "rtil", "study", "--config", cfg["path"], "--stage", stage,
+                       "--workers", str(workers), "--run-config", str(run_config)]
             log = open(logs / f"{stage}_{w}.log", "a")
             procs.append((subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log))
         print(f"[{stage}] {workers} workers, logs in {logs}/{stage}_*.log", flush=True)
@@ -495,7 +509,9 @@ def run_stage(cfg: dict, stage: str, config_path: str, quick: bool) -> int:
         with tqdm(total=len(items), desc=stage, unit="item") as bar:
             while any(proc.poll() is None for proc, _ in procs):
                 time.sleep(5)
-                bar.update(len(items) - len(stage_items(cfg, stage)) - bar.n)
+                finished = len(items) - len(stage_items(cfg, stage))
+                if finished > bar.n:
+                    bar.update(finished - bar.n)
         failed = [w for w, (proc, _) in enumerate(procs) if proc.returncode != 0]
         for _, log in procs:
             log.close()
@@ -513,6 +529,7 @@ def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | 
     stage took."""
     cfg = read_study_config(config_path, quick)
     cfg["out"].mkdir(parents=True, exist_ok=True)
+    run_config = save_run_config(cfg)
     done, seconds = {}, {}
     for stage in stages or STAGES:
         t0 = time.perf_counter()
@@ -523,7 +540,7 @@ def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | 
             write_report(cfg)
             done[stage] = 1
         else:
-            done[stage] = run_stage(cfg, stage, str(config_path), quick)
+            done[stage] = run_stage(cfg, stage, run_config)
         seconds[stage] = time.perf_counter() - t0
         print(f"[{stage}] {seconds[stage]:.0f} s", flush=True)
         if stage != "report":
