@@ -72,7 +72,8 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
     cfg = {"path": str(path), "quick": quick, "out": Path(raw["out"]), "jobs": int(raw.get("jobs", 1)),
            "holdout": int(raw.get("holdout", 0)), "train_kimg": raw.get("train_kimg"),
            "report": Path(raw.get("report") or Path(raw["out"]) / "report.md"),
-           "fdd_samples": int(raw.get("fdd_samples", 1000)), "claims": raw.get("claims", "")}
+           "fdd_samples": int(raw.get("fdd_samples", 1000)), "claims": raw.get("claims", ""),
+           "device": str(raw.get("device", "auto"))}
     if cfg["jobs"] < 1:
         raise RtilError(f"{path}: jobs must be >= 1")
 
@@ -161,14 +162,13 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         if kind not in ("tuned", "common"):
             raise RtilError(f"{path}: evaluate.settings takes 'tuned' and/or 'common', got {kind!r}")
     val, test = cfg["tune"]["images"], cfg["evaluate"]["images"]
-    if val["split"] == "validation" and cfg["holdout"] < val["first"] + val["count"]:
+    if val.get("split") == "validation" and cfg["holdout"] < val["first"] + val["count"]:
         raise RtilError(f"{path}: the tuning images reach validation digit {val['first'] + val['count'] - 1}, but "
                         f"only {cfg['holdout']} training digits are held out (holdout)")
-    if val["split"] == test["split"] and val["first"] < test["first"] + test["count"] \
-            and test["first"] < val["first"] + val["count"]:
-        raise RtilError(f"{path}: the validation images overlap the test images (both {test['split']} "
-                        f"{val['first']}..{val['first'] + val['count'] - 1} and {test['first']}.."
-                        f"{test['first'] + test['count'] - 1}); tune on images the evaluation never sees")
+    shared = _image_files(val) & _image_files(test)
+    if shared:
+        raise RtilError(f"{path}: the validation images overlap the test images ({len(shared)} shared, e.g. "
+                        f"{sorted(shared)[0]}); tune on images the evaluation never sees")
     return cfg
 
 
@@ -195,12 +195,34 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def _image_range(spec, default_split: str, path: Path) -> dict:
+    """{split, first, count} (the built-in digits' validation or test split) or {folder, first, count} (the
+    sorted images of a folder, e.g. CelebA-HQ test images at the generators' size)."""
     spec = dict(spec or {})
-    out = {"split": spec.get("split", default_split), "first": int(spec.get("first", 0)),
-           "count": int(spec.get("count", 16))}
-    if out["split"] not in SPLITS or out["first"] < 0 or out["count"] < 1:
-        raise RtilError(f"{path}: images need split in {SPLITS}, first >= 0, count >= 1; got {spec}")
+    first, count = int(spec.get("first", 0)), int(spec.get("count", 16))
+    if first < 0 or count < 1:
+        raise RtilError(f"{path}: images need first >= 0 and count >= 1; got {spec}")
+    if "folder" in spec:
+        from rtil.data.folder import find_image_files
+
+        folder = _resolve(spec["folder"], path.resolve().parent)
+        files = find_image_files(folder)  # raises for a missing folder or one without images
+        if first + count > len(files):
+            raise RtilError(f"{path}: {folder} has {len(files)} images, fewer than first + count = {first + count}")
+        return {"folder": str(folder), "first": first, "count": count}
+    out = {"split": spec.get("split", default_split), "first": first, "count": count}
+    if out["split"] not in SPLITS:
+        raise RtilError(f"{path}: images need a folder or a split in {SPLITS}; got {spec}")
     return out
+
+
+def _image_files(spec: dict) -> set[str]:
+    """The files (resolved) or digits indices an image range selects, to check that two ranges are disjoint."""
+    if "folder" in spec:
+        from rtil.data.folder import find_image_files
+
+        files = find_image_files(spec["folder"])[spec["first"]:spec["first"] + spec["count"]]
+        return {str(Path(f).resolve()) for f in files}
+    return {f"digits-{spec['split']}/{i}" for i in range(spec["first"], spec["first"] + spec["count"])}
 
 
 def study_images(cfg: dict, which: str, resolution: int, channels: int):
@@ -208,15 +230,35 @@ def study_images(cfg: dict, which: str, resolution: int, channels: int):
     from rtil.data.digits import digits_test_images, digits_validation_images
 
     spec = cfg[which]["images"]
+    first, count = spec["first"], spec["count"]
+    if "folder" in spec:
+        from rtil.inverse.run import load_images
+
+        images, names = load_images(spec["folder"], _Shape(resolution, channels), first + count)
+        return images[first:], names[first:]
     if spec["split"] == "test":
         pool = digits_test_images(resolution, channels)
     else:
         pool = digits_validation_images(cfg["holdout"], resolution, channels)
-    first, count = spec["first"], spec["count"]
     if first + count > pool.shape[0]:
         raise RtilError(f"{which}: images {first}..{first + count - 1} of the {spec['split']} split do not exist "
                         f"(it has {pool.shape[0]})")
     return pool[first:first + count], [f"{spec['split']}/{first + i}" for i in range(count)]
+
+
+class _Shape:
+    """What load_images needs to know of a generator: its image size and channels."""
+
+    def __init__(self, resolution: int, channels: int):
+        self.resolution, self.img_channels = resolution, channels
+
+
+def study_device(cfg: dict) -> str:
+    """cfg['device']: 'auto' (a GPU when there is one) or a torch device name."""
+    import torch
+
+    device = cfg.get("device", "auto")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def used_generators(cfg: dict) -> list[str]:
@@ -329,13 +371,14 @@ def export_one(cfg: dict, name: str) -> None:
     save_image(grid, out / "samples" / f"{name}.png", nrow=8, normalize=True, value_range=(-1, 1))
     curve = []
     with tempfile.TemporaryDirectory() as tmp:
-        for ckpt in sorted(checkpoints.glob("kimg*.ckpt")):
+        for ckpt in sorted(checkpoints.glob("kimg*.ckpt")) if cfg["fdd_samples"] > 0 else []:
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
             kimg = float(re.match(r"kimg(\d+(?:\.\d+)?)", ckpt.stem).group(1))
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg["fdd_samples"])})
     _write_json(out / "fdd" / f"{name}.json", {"generator": name, "fingerprint": generator_fingerprint(cfg, name),
                                                 "curve": curve,
-                                                "final": member_fdds(G, cfg["fdd_samples"])})
+                                                "final": member_fdds(G, cfg["fdd_samples"])
+                                                if cfg["fdd_samples"] > 0 else None})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,7 +402,7 @@ def tune_one(cfg: dict, item: dict) -> None:
     from rtil.checkpoints import load_generator
     from rtil.inverse.run import reconstruction_metrics, solve_images
 
-    G = load_generator(cfg["out"] / "generators" / f"{item['generator']}.pt")
+    G = load_generator(cfg["out"] / "generators" / f"{item['generator']}.pt", device=study_device(cfg))
     images, _ = study_images(cfg, "tune", G.resolution, G.img_channels)
     t0 = time.perf_counter()
     task = cfg["tune"]["task"]
@@ -413,7 +456,7 @@ def evaluate_one(cfg: dict, cell: dict, lpips_metric=None) -> None:
     from rtil.checkpoints import load_generator
     from rtil.evaluation.sweep import solve_cell
 
-    G = load_generator(cfg["out"] / "generators" / f"{cell['generator']}.pt")
+    G = load_generator(cfg["out"] / "generators" / f"{cell['generator']}.pt", device=study_device(cfg))
     images, names = study_images(cfg, "evaluate", G.resolution, G.img_channels)
     sweep_cfg = {"methods": {cell["method"]: {**cell["settings"], "method": cell["method"]}},
                  "seed": cfg["evaluate"]["seed"], "batch_size": cfg["evaluate"]["batch_size"],
@@ -460,7 +503,7 @@ def run_items(cfg: dict, stage: str, items: list, workers: int = 1) -> None:
     if stage == "evaluate":
         from rtil.evaluation.metrics import load_lpips
 
-        lpips_metric = load_lpips("cpu")
+        lpips_metric = load_lpips(study_device(cfg))
     claims = cfg["out"] / "claims" / stage
     claims.mkdir(parents=True, exist_ok=True)
     for item in tqdm(items, desc=stage, unit="item", disable=workers > 1):
@@ -496,9 +539,14 @@ def run_stage(cfg: dict, stage: str, run_config: Path) -> int:
         logs = cfg["out"] / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(cfg["out"] / "claims" / stage, ignore_errors=True)  # claims of an interrupted earlier run
+        import torch
+
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        gpus = torch.cuda.device_count() if study_device(cfg) == "cuda" else 0
         procs = []
         for w in range(workers):
+            if gpus:  # one GPU per worker, round robin
+                env = {**env, "CUDA_VISIBLE_DEVICES": str(w % gpus)}
             command = [sys.executable, "-m", "rtil", "study", "--config", cfg["path"], "--stage", stage,
                        "--workers", str(workers), "--run-config", str(run_config)]
             log = open(logs / f"{stage}_{w}.log", "a")

@@ -169,16 +169,24 @@ def write_report(cfg: dict) -> Path:
     return report
 
 
+def _describe_images(spec: dict, holdout: int) -> str:
+    last = spec["first"] + spec["count"] - 1
+    if "folder" in spec:
+        return f"images {spec['first']}..{last} (sorted by name) of {spec['folder']}"
+    if spec["split"] == "validation":
+        return (f"validation digits {spec['first']}..{last} (the last {holdout} training digits, left out of every "
+                f"generator's training)")
+    return f"test digits {spec['first']}..{last}"
+
+
 def _protocol(cfg: dict) -> list[str]:
     ev, tune = cfg["evaluate"], cfg["tune"]
     tasks = "; ".join(f"{t} {v}" for t, v in ev["tasks"].items())
     return ["## Protocol", "",
-            f"- Test images: {ev['images']['split']} digits {ev['images']['first']}.."
-            f"{ev['images']['first'] + ev['images']['count'] - 1} ({ev['images']['count']} per cell); tasks: {tasks}; "
-            f"seed {ev['seed']} for every operator, noise draw and solver start (shared by all generators).",
-            f"- Tuning: {tune['images']['split']} digits {tune['images']['first']}.."
-            f"{tune['images']['first'] + tune['images']['count'] - 1} (the validation split: the last {cfg['holdout']} "
-            f"training digits, left out of every generator's training), {tune['task']} {tune['param']}; each "
+            f"- Test images: {_describe_images(ev['images'], cfg['holdout'])} ({ev['images']['count']} per cell); "
+            f"tasks: {tasks}; seed {ev['seed']} for every operator, noise draw and solver start (shared by all "
+            f"generators).",
+            f"- Tuning: {_describe_images(tune['images'], cfg['holdout'])}, {tune['task']} {tune['param']}; each "
             "generator gets the candidate with its best mean validation PSNR ('tuned'); 'common' is the method's "
             "settings in the study config for every generator.",
             "- Inside every solve, iterates are selected by the measurement loss only (never the ground truth).",
@@ -294,7 +302,7 @@ def _training(cfg: dict, figures: Path, stem: str, base: Path) -> list[str]:
         fdd = json.loads((out / "fdd" / f"{name}.json").read_text())
         lines.append(f"| {name} | {cfg['generators'][name]['seed']} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min | {done['seconds'] / max(done['kimg'], 1e-9):.0f} | "
-                     + ", ".join(f"{v:.2f}" for v in fdd["final"]) + " |")
+                     + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
         curve = fdd["curve"]
         if curve:
             for member in range(len(curve[0]["fdd"])):

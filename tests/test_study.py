@@ -120,3 +120,39 @@ def test_bad_study_configs_exit_2_before_any_work(tmp_path, capsys, change, mess
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "full").exists()
+
+
+def test_paper_scale_config_reads_and_folder_overlap_is_refused(tmp_path):
+    """configs/study/ffhq256.yaml is valid once its image folders exist; tuning on test images is refused."""
+    from PIL import Image
+
+    from rtil.errors import RtilError
+    from rtil.study import read_study_config
+
+    folders = {}
+    for split in ("validation", "test"):
+        folders[split] = tmp_path / split
+        folders[split].mkdir()
+        for i in range(100 if split == "test" else 32):
+            Image.new("RGB", (8, 8), (i, i, i)).save(folders[split] / f"{i:03d}.png")
+    path = Path(__file__).resolve().parent.parent / "configs" / "study" / "ffhq256.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    for g in cfg["generators"].values():
+        g["config"] = str((path.parent / g["config"]).resolve())
+    for m in cfg["methods"].values():
+        m["file"] = str((path.parent / m["file"]).resolve())
+    cfg["tune"]["images"]["folder"] = str(folders["validation"])
+    cfg["evaluate"]["images"]["folder"] = str(folders["test"])
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(cfg))
+    study = read_study_config(good)
+    assert study["evaluate"]["images"]["count"] == 100 and study["methods"]["mganprior"]["num_codes"] == 20
+    cfg["tune"]["images"] = {"folder": str(folders["test"]), "first": 90, "count": 32}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RtilError, match="fewer than"):
+        read_study_config(bad)
+    cfg["tune"]["images"] = {"folder": str(folders["test"]), "first": 60, "count": 32}
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RtilError, match="overlap the test images"):
+        read_study_config(bad)
