@@ -19,7 +19,7 @@ from rtil.inverse.operators import CompressedSensing, RandomMask
 from rtil.inverse.projections import project_to_sphere
 from rtil.inverse.pulse import Pulse
 from rtil.inverse.run import SOLVERS, load_settings, make_solver, solve_images
-from rtil.inverse.solvers import IterateTracker, geocross, learning_rate
+from rtil.inverse.solvers import IterateTracker, geocross, image_generators, learning_rate, start_noises
 from rtil.models.pggan import Generator as PGGAN
 from rtil.models.state import SynthesisState
 
@@ -433,6 +433,20 @@ def test_learning_rate_schedule():
     assert learning_rate(50, 100, 0.1, 0.05, 0.25) == pytest.approx(0.1)
     assert learning_rate(99, 100, 0.1, 0.05, 0.25) < 0.01
     assert learning_rate(99, 100, 0.1, 0.0, 0.0) == 0.1
+
+
+def test_start_noises_const_copies_the_stored_maps_and_random_draws_per_image():
+    G = stylegan2()
+    const = start_noises(G, image_generators(3, seed=0), 2, "const", "cpu")
+    for n, stored in zip(const, G.make_noises(1, "const"), strict=True):
+        assert n.shape[0] == 6 and torch.equal(n, stored.expand_as(n))
+    random = start_noises(G, image_generators(3, seed=0), 2, "random", "cpu")
+    alone = start_noises(G, image_generators(1, seed=0, item_offset=1), 2, "random", "cpu")
+    for n, m, (h, w) in zip(random, alone, G.noise_shapes(), strict=True):
+        assert torch.allclose(n.flatten(1).norm(dim=1), torch.full((6,), (h * w) ** 0.5))
+        assert torch.equal(n[[1, 4]], m)  # image 1's maps (both restarts) do not depend on the batch
+        assert not torch.equal(n[0], n[1]) and not torch.equal(n[0], n[3])
+    assert not torch.equal(random[0], const[0])
 
 
 def test_make_solver_checks_settings():
