@@ -8,7 +8,8 @@
 Methods: csgm, ilo, mganprior, pulse. Tasks: cs (--ratio, measurement ratio), inpaint (--ratio, observed
 pixel fraction), sr (--factor), denoise (--sigma, noise std in [-1, 1] units). --images is a folder of images
 of exactly the generator's size and channels, or "digits-test" (the built-in test digits at the generator's
-resolution). Solver settings come from --config (YAML; defaults in configs/invert/) or the solver's defaults.
+resolution). Solver settings come from --config (YAML), by default the shipped configs/invert/<method>.yaml
+(which also holds per-task settings, e.g. ILO's for denoising).
 
 Writes into --out: reconstructions/<index>.png, grid.png (rows: truth | measurement | reconstruction),
 measurements.pt (torch.load(..., weights_only=True)), metrics.json (per-image PSNR / SSIM / LPIPS, means with
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=int, default=None, help="use the first N images (default: all)")
     p.add_argument("--batch-size", type=int, default=8, help="images solved at once (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and random starts (default 0)")
-    p.add_argument("--config", default=None, help="solver settings (YAML), e.g. configs/invert/ilo.yaml")
+    p.add_argument("--config", default=None,
+                   help="solver settings (YAML); default: the shipped configs/invert/<method>.yaml")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,7 +159,9 @@ def run_solve(args) -> None:
         if args.threads < 1:
             raise RtilError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    settings = load_settings(args.config) if args.config else {}
+    shipped = Path(__file__).resolve().parent / "configs" / "invert" / f"{args.method}.yaml"
+    config = args.config or (shipped if shipped.is_file() else None)
+    settings = load_settings(config) if config else {}
     make_solver(args.method, settings)  # unknown method or bad settings fail before any work
     if args.task not in TASKS:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")

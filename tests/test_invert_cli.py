@@ -155,3 +155,13 @@ def test_script_exit_status(files, tmp_path):
     proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
+
+
+def test_solve_without_config_uses_the_shipped_settings_with_their_per_task_entries(files, tmp_path):
+    args = solve_args(files, tmp_path / "o", task="denoise", extra=("--sigma", 0.1))
+    i = args.index("--config")
+    args = args[:i] + args[i + 2:]
+    args[args.index("--num-images") + 1] = 1
+    assert run(args) == 0
+    solver = json.loads((tmp_path / "o" / "metrics.json").read_text())["solver"]
+    assert solver["l1_radius"] == [0.3, 0.05] and solver["steps"] == [200, 100, 100]  # configs/invert/ilo.yaml
