@@ -282,6 +282,16 @@ def generator_fingerprint(cfg: dict, name: str) -> str:
     return cfg["generators"][name]["fingerprint"]
 
 
+def effective_settings(method: str, settings: dict, task: str) -> dict:
+    """The settings a solver really uses for `task` (its per-task entries applied, every field present): what
+    keys a tuning run or a cell, so that an entry for another task does not invalidate it."""
+    from rtil.inverse.run import make_solver
+
+    out = make_solver(method, settings, task).settings()
+    out.pop("method")
+    return out
+
+
 def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -391,8 +401,9 @@ def tune_items(cfg: dict) -> list[dict]:
         for m in methods:
             for i, change in enumerate(cfg["tune"]["grids"].get(m, [])):
                 settings = {**cfg["methods"][m], **change}
-                key = _key([generator_fingerprint(cfg, g), m, settings, cfg["tune"]["task"], cfg["tune"]["param"],
-                            cfg["tune"]["images"], cfg["evaluate"]["seed"]])
+                task = cfg["tune"]["task"]
+                key = _key([generator_fingerprint(cfg, g), m, effective_settings(m, settings, task), task,
+                            cfg["tune"]["param"], cfg["tune"]["images"], cfg["evaluate"]["seed"]])
                 items.append({"generator": g, "method": m, "change": change, "settings": settings,
                               "path": str(cfg["out"] / "tune" / f"{g}__{m}__{i}__{key}.json")})
     return items
@@ -444,8 +455,8 @@ def evaluate_cells(cfg: dict) -> list[dict]:
                         if kind == "common" and m in cfg["tune"]["grids"] and task not in ev["common_tasks"]:
                             continue
                         for param in ev["tasks"][task]:
-                            key = _key([generator_fingerprint(cfg, g), m, settings, task, param, ev["images"],
-                                        ev["seed"]])
+                            key = _key([generator_fingerprint(cfg, g), m, effective_settings(m, settings, task),
+                                        task, param, ev["images"], ev["seed"]])
                             cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
                                           "task": task, "param": param, "settings": settings,
                                           "id": f"{g}__{m}__{task}__{param}__{key}"})

@@ -157,7 +157,7 @@ def write_report(cfg: dict) -> Path:
                 lines += _curves(sel, comparison, cname, method, kind, figures, stem, report.parent)
             lines += _grid(cfg, cells, comparison, cname, method, figures, stem, report.parent)
         lines += _tuning(cfg, comparison)
-    lines += ["## What the data show", ""] + summary_lines + [""]
+    lines += ["## What the data show", ""] + summary_lines + _g0_quality(cfg) + [""]
     if cfg["claims"]:
         lines += ["## Against the papers' claims", "", cfg["claims"].strip(), ""]
     lines += _training(cfg, figures, stem, report.parent)
@@ -264,6 +264,51 @@ def _tuning(cfg: dict, comparison: dict) -> list[str]:
                 cells.append(f"**{value}**" if tuned_settings(cfg, g, method)[1] == change else value)
             lines.append(f"| {json.dumps(change) if change else '(common)'} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+FDD_SEEDS = (123, 124, 125)
+
+
+def g0_fdd(cfg: dict, name: str) -> list[float]:
+    """FDD of the final G0 for three independent sample draws (cached in fdd/<name>_g0_draws.json): how much the
+    FDD moves with the samples alone."""
+    from rtil.checkpoints import load_generator
+    from rtil.evaluation.digits_fd import member_fdds
+
+    path = cfg["out"] / "fdd" / f"{name}_g0_draws.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    G = load_generator(cfg["out"] / "generators" / f"{name}.pt")
+    G.rtil = None  # G0 only
+    values = [member_fdds(G, cfg["fdd_samples"], seed)[0] for seed in FDD_SEEDS]
+    path.write_text(json.dumps(values))
+    return values
+
+
+def _g0_quality(cfg: dict) -> list[str]:
+    """A plain statement per comparison: are the baseline's and treatment's G0 equally good samplers?"""
+    if cfg["fdd_samples"] <= 0:
+        return []
+    import statistics
+
+    lines = []
+    for comparison in cfg["comparisons"].values():
+        label_b, label_t = comparison["labels"]
+        draws = {g: g0_fdd(cfg, g) for g in comparison["baseline"] + comparison["treatment"]}
+        base = [statistics.mean(draws[g]) for g in comparison["baseline"]]
+        treat = [statistics.mean(draws[g]) for g in comparison["treatment"]]
+        noise = 2 * max(statistics.stdev(v) for v in draws.values())
+        if max(treat) < min(base) - noise:
+            word = f"better than {label_b}'s (lower FDD)"
+        elif min(treat) > max(base) + noise:
+            word = f"worse than {label_b}'s (higher FDD): the comparison also compares sample quality"
+        else:
+            word = f"within noise of {label_b}'s"
+        lines.append(f"- {comparison['title']}: G0 sample quality (FDD, mean of {len(FDD_SEEDS)} draws of "
+                     f"{cfg['fdd_samples']} samples) {label_b} " + ", ".join(f"{v:.2f}" for v in base)
+                     + f"; {label_t} " + ", ".join(f"{v:.2f}" for v in treat)
+                     + f" (two standard deviations over draws: {noise:.2f}): {label_t}'s G0 is {word}.")
     return lines
 
 

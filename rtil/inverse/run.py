@@ -53,7 +53,10 @@ def make_solver(method: str, settings: dict | None = None, task: str | None = No
             raise RtilError(f"{method} setting 'tasks.{name}' must be a mapping of settings, got {changes!r}")
         if "method" in changes or "tasks" in changes:
             raise RtilError(f"{method} setting 'tasks.{name}' cannot set 'method' or 'tasks'")
-        _solver(method, {**settings, **changes})
+        try:
+            _solver(method, {**settings, **changes})
+        except RtilError as e:
+            raise RtilError(f"{method} settings with their 'tasks.{name}' entry: {e}") from None
     return _solver(method, {**settings, **per_task.get(task, {})})
 
 
