@@ -94,3 +94,16 @@ def test_atomic_save_keeps_previous_file_when_writing_fails(tmp_path):
         atomic_torch_save({"a": Unsaveable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_atomic_save_honours_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_torch_save({"x": torch.zeros(1)}, tmp_path / "a.pt")
+        os.umask(0o077)
+        atomic_torch_save({"x": torch.zeros(1)}, tmp_path / "b.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644  # colleagues can read it (mkstemp gave 0600)
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]

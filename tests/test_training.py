@@ -112,3 +112,61 @@ def test_export_from_lightning_checkpoint(tmp_path):
     assert G.provenance["kimg"] == pytest.approx(0.008) and G.provenance["data"]["dataset"] == "digits"
     with pytest.raises(RtilError, match="not a Lightning checkpoint"):
         export_lightning_checkpoint(out, tmp_path / "x.pt")
+
+
+def test_checkpoint_every_kimg_must_be_positive():
+    for bad in (0, -1):
+        with pytest.raises(RtilError, match="every_kimg must be > 0"):
+            KimgCheckpoint(every_kimg=bad)
+
+
+def test_periodic_checkpoints_are_all_kept_by_default(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    fit(tmp_path, 9, callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=iterations_kimg(3))])
+    names = sorted(p.name for p in ckpt_dir.iterdir())  # every 12 images: kimg 0.012, 0.024, 0.036
+    assert [n for n in names if n.startswith("kimg")] == ["kimg00000.01.ckpt", "kimg00000.02.ckpt",
+                                                          "kimg00000.04.ckpt"]
+    assert "last.ckpt" in names
+    assert not [n for n in names if n.endswith(".partial")]
+
+
+def test_checkpoints_are_atomic_with_the_temp_dir_on_another_filesystem(tmp_path, monkeypatch):
+    """Lightning stages saves in the temp dir; ours are renamed next to the target, so a write that dies half-way
+    leaves the previous checkpoint whole, wherever the temp dir is."""
+    import os
+
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no temp dir on another filesystem than the checkpoint folder")
+    monkeypatch.setenv("TMPDIR", shm)
+    ckpt_dir = tmp_path / "ckpt"
+    callback = KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)
+    _, trainer = fit(tmp_path, 2, callbacks=[callback])
+    last = ckpt_dir / "last.ckpt"
+    before = last.read_bytes()
+    real_save = trainer.save_checkpoint
+
+    def dies_half_way(path, weights_only=False):
+        real_save(path, weights_only)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])  # the crash: half a file where the write went
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        callback._save_checkpoint(trainer, str(last))
+    assert last.read_bytes() == before
+    torch.load(last, weights_only=True)
+
+
+def test_a_non_finite_training_state_is_never_written(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    callback = KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)
+    module, trainer = fit(tmp_path, 2, callbacks=[callback])
+    last = ckpt_dir / "last.ckpt"
+    before = last.read_bytes()
+    state = next(iter(trainer.optimizers[0].state.values()))
+    state["exp_avg_sq"].view(-1)[0] = float("inf")  # what a too-high learning rate leaves in Adam
+    with pytest.warns(UserWarning, match="exp_avg_sq is not finite.*last good checkpoint"):
+        callback._save_checkpoint(trainer, str(last))
+    assert last.read_bytes() == before

@@ -2,13 +2,16 @@
 
 import time
 from pathlib import Path
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
-from rtil.checkpoints import atomic_torch_save
+from rtil.checkpoints import atomic_torch_save, replace_durably
+from rtil.errors import RtilError
 
 
 def log_dir(trainer: pl.Trainer) -> Path:
@@ -99,16 +102,40 @@ class Throughput(pl.Callback):
 
 
 class KimgCheckpoint(ModelCheckpoint):
-    """Lightning checkpoints (atomic writes) every `every_kimg` thousand training images, plus
-    `last.ckpt` for `fit --ckpt_path last`. The kimg clock is the module's own image counter, not
-    Lightning's global_step (which counts every optimizer step of a GAN iteration)."""
+    """Lightning checkpoints every `every_kimg` thousand training images (all kept by default, save_top_k=-1,
+    like NVlabs' snapshots), plus `last.ckpt` for `fit --ckpt_path last`. The kimg clock is the module's own
+    image counter, not Lightning's global_step (which counts every optimizer step of a GAN iteration).
 
-    def __init__(self, dirpath: str | None = None, every_kimg: float = 10.0, save_top_k: int = 1,
+    Writes are atomic on any filesystem: each checkpoint is written to a temporary file next to its target
+    and renamed over it, so a crash leaves the previous file whole (Lightning's own save stages the file in
+    the temp dir, which on a cluster is usually another filesystem). A training state with a non-finite
+    weight or optimiser statistic is never written: the run's last good checkpoint stays the newest."""
+
+    def __init__(self, dirpath: str | None = None, every_kimg: float = 10.0, save_top_k: int = -1,
                  filename: str = "kimg{progress/kimg:08.2f}", save_last: bool = True):
+        if not every_kimg > 0:
+            raise RtilError(f"checkpoint.every_kimg must be > 0, got {every_kimg}")
         super().__init__(dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
                          every_n_train_steps=0, every_n_epochs=0, auto_insert_metric_name=False)
         self.every_kimg = every_kimg
         self._next_kimg = None
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        bad = non_finite_state(trainer)
+        if bad:
+            last = self._last_checkpoint_saved or "none written yet"
+            rank_zero_warn(f"not writing {Path(filepath).name}: {bad} is not finite at kimg "
+                           f"{trainer.lightning_module.kimg:.2f}; the last good checkpoint is {last}")
+            return
+        tmp = f"{filepath}.partial"
+        trainer.save_checkpoint(tmp, self.save_weights_only)
+        if trainer.is_global_zero:
+            replace_durably(tmp, filepath)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self._next_kimg is None:
@@ -126,6 +153,20 @@ class KimgCheckpoint(ModelCheckpoint):
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+
+def non_finite_state(trainer) -> str | None:
+    """The name of the first parameter, buffer or optimiser statistic of the training state that holds a NaN or
+    an infinity, or None if all are finite."""
+    for name, tensor in trainer.lightning_module.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    for i, optimizer in enumerate(trainer.optimizers):
+        for state in optimizer.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+                    return f"optimizer {i} {key}"
+    return None
 
 
 class ExportGenerator(pl.Callback):
