@@ -25,13 +25,14 @@ FORMAT = "rtil-generator"
 VERSION = 1
 
 
-def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint"):
-    """torch.load with weights_only=True and clear errors for missing, foreign or unsafe files."""
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: bool = False):
+    """torch.load with weights_only=True and clear errors for missing, foreign or unsafe files (mmap: map the
+    tensors' storage instead of reading it, to look at a large file's structure cheaply)."""
     path = Path(path)
     if not path.is_file():
         raise RtilError(f"{what} file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RtilError(

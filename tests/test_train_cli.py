@@ -38,3 +38,50 @@ def test_bad_configuration_exits_with_status_2(tmp_path, capsys):
               "--data.dataset", "folder", "--data.path", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def malicious(tmp_path_factory):
+    import pickle
+
+    path = tmp_path_factory.mktemp("bad") / "evil.ckpt"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("payload ran",))
+
+    path.write_bytes(pickle.dumps(Payload()))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data.resolution", "33"], "power of two"),
+    (["--data.channels", "2"], "channels"),
+    (["--model.init_args.rtil_cut_points", "[9]"], "cut"),
+    (["--model.init_args.member_sampling", "bogus"], "member_sampling"),
+    (["--model.init_args.lr", "-1"], "lr must be > 0"),
+    (["--checkpoint.every_kimg", "0"], "every_kimg must be > 0"),
+    (["--checkpoint.every_kimg", "-1"], "every_kimg must be > 0"),
+    (["--samples.every_kimg", "0"], "every_kimg must be > 0"),
+    (["--ckpt_path", "last"], "no"),
+    (["--ckpt_path", "MISSING"], "no such checkpoint"),
+    (["--ckpt_path", "DIR"], "no such checkpoint"),
+    (["--ckpt_path", "TRUNCATED"], "truncated"),
+    (["--ckpt_path", "GENERATOR"], "not an rtil training checkpoint"),
+    (["--ckpt_path", "MALICIOUS"], "not a Lightning checkpoint"),
+])
+def test_bad_training_input_is_one_error_line_and_status_2(tmp_path, capsys, malicious, args, message):
+    generator = tmp_path / "g.pt"
+    rtil.save_generator(generator, rtil.models.stylegan2.Generator(z_dim=8, w_dim=8, resolution=8, img_channels=1,
+                                                                  mapping_layers=1, channel_base=64, channel_max=8))
+    truncated = tmp_path / "t.ckpt"
+    truncated.write_bytes(generator.read_bytes()[:1000])
+    files = {"MISSING": tmp_path / "nope.ckpt", "DIR": tmp_path, "TRUNCATED": truncated, "GENERATOR": generator,
+             "MALICIOUS": malicious}
+    args = [str(files.get(a, a)) for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path / "run"), *args])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert captured.err.startswith("error:") and message in captured.err and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err + captured.out and "payload ran" not in captured.out

@@ -24,6 +24,16 @@ class GanModule(pl.LightningModule):
         super().__init__()
         self.automatic_optimization = False
 
+    @staticmethod
+    def _check_optimizer_settings(lr: float, betas, total_kimg: float | None) -> None:
+        """Clear errors for settings that would otherwise fail deep inside torch or train forever."""
+        if not lr > 0:
+            raise RtilError(f"lr must be > 0, got {lr}")
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise RtilError(f"betas must be two values in [0, 1), got {betas}")
+        if total_kimg is not None and not total_kimg > 0:
+            raise RtilError(f"total_kimg must be > 0, got {total_kimg}")
+
     def _setup_networks(self, G, D, family, member_weighting: str, member_lambda: float,
                         member_sampling: str, seed: int) -> None:
         if member_sampling not in MEMBER_SAMPLING:

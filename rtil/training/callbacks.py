@@ -29,6 +29,8 @@ class SampleGrid(pl.Callback):
     <log_dir>/samples/kimg<k>.png and to Weights & Biases when a WandbLogger is attached."""
 
     def __init__(self, every_kimg: float = 5.0, num_samples: int = 8, seed: int = 1234):
+        if not every_kimg > 0 or num_samples < 1:
+            raise RtilError(f"samples.every_kimg must be > 0 and num_samples >= 1, got {every_kimg} and {num_samples}")
         self.every_kimg = every_kimg
         self.num_samples = num_samples
         self.seed = seed

@@ -42,6 +42,52 @@ class RtilCLI(LightningCLI):
                                               "offline": cfg.wandb == "offline"}})
             cfg.trainer.logger = loggers
 
+    def _parse_ckpt_path(self):
+        # Lightning reads the checkpoint's hyper-parameters here, before anything else: check the file first.
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            cfg = self.config[subcommand]
+            root = cfg.trainer.default_root_dir or "outputs/train"
+            folder = cfg.checkpoint.dirpath or Path(root) / cfg.run_name / "checkpoints"
+            check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
+        super()._parse_ckpt_path()
+
+
+def check_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> None:
+    """A resume that cannot work is a clear error before anything starts (Lightning would train from scratch
+    when 'last' finds nothing, or fail with a traceback on a missing, truncated or foreign file)."""
+    if ckpt_path is None:
+        return
+    if ckpt_path == "last":
+        if not (checkpoint_dir / "last.ckpt").is_file():
+            raise RtilError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'} to resume from (check "
+                            f"--run_name and --trainer.default_root_dir, or leave out --ckpt_path to start afresh)")
+        ckpt_path = str(checkpoint_dir / "last.ckpt")
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise RtilError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise RtilError(f"--ckpt_path {ckpt_path}: not a Lightning checkpoint (truncated, or another format)")
+    from rtil.checkpoints import safe_torch_load
+
+    ckpt = safe_torch_load(path, "Lightning checkpoint", mmap=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "rtil_generator" not in ckpt:
+        raise RtilError(f"--ckpt_path {ckpt_path}: not an rtil training checkpoint (a generator file? those are "
+                        f"for inversion; training resumes from the checkpoints/ folder)")
+
+
+def _rtil_error_in(error: BaseException) -> RtilError | None:
+    """The RtilError that caused `error` (jsonargparse and Lightning wrap the errors our classes raise)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RtilError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
 
 def main(args=None) -> RtilCLI:
     """Run the training CLI (`args` as on the command line; None reads sys.argv). Returns the CLI
@@ -52,8 +98,11 @@ def main(args=None) -> RtilCLI:
                        save_config_kwargs={"overwrite": True},
                        trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
                                          "default_root_dir": "outputs/train"})
-    except RtilError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # our own errors, however deeply wrapped, are one line and exit status 2
+        cause = _rtil_error_in(e)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
 
 

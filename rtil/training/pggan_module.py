@@ -84,6 +84,7 @@ class PGGANModule(GanModule):
                  reset_optimizer_per_lod: bool = True, total_kimg: float | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
+        self._check_optimizer_settings(lr, betas, total_kimg)
         if progressive and (lod_training_kimg < 0 or lod_transition_kimg < 0
                             or lod_training_kimg + lod_transition_kimg <= 0):
             raise RtilError(f"lod_training_kimg and lod_transition_kimg must be >= 0 with a positive sum, got "

@@ -52,6 +52,7 @@ class StyleGAN2Module(GanModule):
                  total_kimg: float | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
+        self._check_optimizer_settings(lr, betas, total_kimg)
         arch = dict(resolution=resolution, img_channels=img_channels, channel_base=channel_base,
                     channel_max=channel_max, channels=channel_table)
         G = Generator(z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul, **arch)
