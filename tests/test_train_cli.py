@@ -85,3 +85,11 @@ def test_bad_training_input_is_one_error_line_and_status_2(tmp_path, capsys, mal
     assert exit_info.value.code == 2
     assert captured.err.startswith("error:") and message in captured.err and captured.err.count("\n") == 1
     assert "Traceback" not in captured.err + captured.out and "payload ran" not in captured.out
+
+
+def test_lightning_optimizer_options_that_would_replace_the_gan_optimizers_are_gone(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--model" in text and "--optimizer" not in text and "--lr_scheduler" not in text

@@ -94,7 +94,9 @@ def main(args=None) -> RtilCLI:
     object (its `.trainer` and `.model`) for programmatic use; user errors exit with status 2."""
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
     try:
-        return RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args,
+        # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
+        # --optimizer / --lr_scheduler options would silently replace them.
+        return RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
                        save_config_kwargs={"overwrite": True},
                        trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
                                          "default_root_dir": "outputs/train"})
