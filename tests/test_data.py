@@ -342,3 +342,33 @@ def test_datamodule_resumes_its_order_from_state():
     resumed.load_state_dict({"iteration": 3})
     later = list(islice(iter(resumed.train_dataloader()), 2))
     assert torch.equal(later[0], batches[3]) and torch.equal(later[1], batches[4])
+
+
+def test_high_bit_depth_gray_images_are_rescaled_not_clipped(tmp_path):
+    import numpy as np
+
+    from rtil.data.folder import open_image
+
+    sixteen = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)  # 0..63000 of 65535
+    Image.fromarray(sixteen).save(tmp_path / "a.png")
+    floats = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(floats, mode="F").save(tmp_path / "b.tif")
+    a = np.array(open_image(tmp_path / "a.png", 1)).astype(float)
+    b = np.array(open_image(tmp_path / "b.tif", 1)).astype(float)
+    assert np.abs(a - sixteen / 65535 * 255).max() <= 0.5 and a.max() < 250  # today: white (255) almost everywhere
+    assert np.abs(b - floats * 255).max() <= 0.5 and b.max() == 255  # today: black (0 or 1)
+    Image.fromarray(np.full((8, 8), -3.0, dtype=np.float32), mode="F").save(tmp_path / "c.tif")
+    with pytest.raises(ValueError, match="neither 0..1 nor 0..255"):
+        open_image(tmp_path / "c.tif", 1)
+
+
+def test_a_symlink_loop_is_followed_once(tmp_path):
+    import os
+
+    from rtil.data.folder import find_image_files
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/x.png", "d/sub/y.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    os.symlink(tmp_path / "d", tmp_path / "d" / "sub" / "loop")
+    assert [p.name for p in find_image_files(tmp_path / "d")] == ["y.png", "x.png"]

@@ -35,8 +35,13 @@ def find_image_files(root: str | os.PathLike) -> list[Path]:
         raise RtilError(f"image folder {root} does not exist")
     if not root.is_dir():
         raise RtilError(f"{root} is not a folder (expected a folder of {accepted} images)")
-    files = []
+    files, visited = [], set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:  # a symlink back into a folder already read (a loop, or a second path to it)
+            subfolders[:] = []
+            continue
+        visited.add(real)
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
         files += [Path(folder, n) for n in names if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
@@ -52,7 +57,28 @@ def open_image(file: str | os.PathLike | BinaryIO, channels: int | None = None) 
     with Image.open(file) as img:
         img.load()
         img = ImageOps.exif_transpose(img)
-        return img.convert(mode or ("L" if img.mode in GRAYSCALE_MODES else "RGB"))
+        gray = img.mode in GRAYSCALE_MODES
+        img = to_8bit(img)
+        return img.convert(mode or ("L" if gray else "RGB"))
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """Gray images stored with more than 8 bits, rescaled by their real depth to mode "L" (Pillow's convert
+    clips them instead: a 16-bit PNG comes out white, a float TIFF black). 16-bit integers: 0..65535; floats:
+    0..1 (or 0..255). Other modes are returned unchanged. Raises ValueError for a float image outside both."""
+    if img.mode not in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return img
+    pixels = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = pixels.max() if pixels.size else 0.0
+        if pixels.min() < 0 or top > 255:
+            raise ValueError(f"float image with values in [{pixels.min():g}, {top:g}], neither 0..1 nor 0..255")
+        scale = 255.0 if top <= 1.0 else 1.0
+    else:
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError(f"integer image with values in [{pixels.min():g}, {pixels.max():g}], not 16-bit")
+        scale = 255.0 / 65535.0
+    return Image.fromarray(np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8), mode="L")
 
 
 def channels_to_mode(channels: int) -> str:
