@@ -372,3 +372,22 @@ def test_a_symlink_loop_is_followed_once(tmp_path):
         Image.new("L", (4, 4)).save(tmp_path / name)
     os.symlink(tmp_path / "d", tmp_path / "d" / "sub" / "loop")
     assert [p.name for p in find_image_files(tmp_path / "d")] == ["y.png", "x.png"]
+
+
+@pytest.mark.parametrize("resampled", [True, False])
+def test_all_corrupt_shards_stop_with_an_error_instead_of_looping(tmp_path, resampled):
+    import tarfile
+
+    for i in range(3):
+        (tmp_path / f"bad-{i}.tar").write_bytes(b"not a tar file at all" * 50)
+    with tarfile.open(tmp_path / "bad-3.tar", "w") as tar:  # a real tar whose images are garbage
+        for k in range(60):
+            data = io.BytesIO(b"garbage")
+            info = tarfile.TarInfo(f"{k:08d}.png")
+            info.size = len(data.getvalue())
+            tar.addfile(info, data)
+    dataset = shard_dataset(str(tmp_path / "bad-{0..3}.tar"), resolution=8, channels=1, resampled=resampled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RtilError, match="in a row"):
+            list(islice(iter(dataset), 5))

@@ -126,22 +126,50 @@ def shard_dataset(urls: str | list[str], resolution: int, channels: int = 3, see
         of `shuffle_buffer` encoded images (memory: about shuffle_buffer x PNG size per worker).
     flip: every image is followed by its mirror image before shuffling (the data doubles).
     Images whose stored size differs from `resolution` are resized (shorter side) + center-cropped.
+    Unreadable shards and images are skipped with a warning, but MAX_FAILURES_IN_A_ROW failures without one
+    good image in between stop the stream with an error (all-corrupt shards would otherwise loop forever).
     """
     if channels not in (1, 3):
         raise RtilError(f"channels must be 1 or 3, got {channels}")
     urls = expand_shard_urls(urls)
+    budget = _FailureBudget(MAX_FAILURES_IN_A_ROW, urls)
     if resampled:
         stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)]
     else:
         stages = [wds.SimpleShardList(urls, seed=seed if shuffle else None), wds.split_by_node, wds.split_by_worker]
-    stages.append(wds.tarfile_to_samples(handler=wds.warn_and_continue))
+    stages.append(wds.tarfile_to_samples(handler=budget.handler))
     if flip:
         stages.append(_with_mirrors)
     if shuffle:
         stages.append(wds.detshuffle(shuffle_buffer, seed=seed))
-    stages.append(wds.map(partial(decode_sample, resolution=resolution, channels=channels),
-                          handler=wds.warn_and_continue))
+    stages.append(wds.map(partial(decode_sample, resolution=resolution, channels=channels), handler=budget.handler))
+    stages.append(budget.reset_on_success)
     return wds.DataPipeline(*stages)
+
+
+MAX_FAILURES_IN_A_ROW = 50
+
+
+class _FailureBudget:
+    """webdataset error handler that skips bad shards and samples with a warning, until `limit` failures come in
+    a row (counted per process: each DataLoader worker has its own copy)."""
+
+    def __init__(self, limit: int, urls: list[str]):
+        self.limit, self.urls, self.in_a_row = limit, urls, 0
+
+    def handler(self, error: Exception) -> bool:
+        self.in_a_row += 1
+        if self.in_a_row >= self.limit:
+            raise RtilError(f"{self.in_a_row} unreadable shards or images in a row and no good image in between "
+                            f"(last: {type(error).__name__}: {error}); are the {len(self.urls)} shard(s) "
+                            f"{self.urls[0]}... really webdataset tar files of PNG images?")
+        warnings.warn(f"skipping unreadable shard data ({type(error).__name__}: {error})", stacklevel=2)
+        return True
+
+    def reset_on_success(self, samples):
+        for sample in samples:
+            self.in_a_row = 0
+            yield sample
 
 
 def decode_sample(sample: dict, resolution: int, channels: int) -> torch.Tensor:
