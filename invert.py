@@ -167,6 +167,9 @@ def run_solve(args) -> None:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
     if args.batch_size < 1:
         raise RtilError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
     G = load_generator(args.generator, device=args.device)
     image_shape = (G.img_channels, G.resolution, G.resolution)
     build_operator(args.task, image_shape, 1, ratio=args.ratio, factor=args.factor, sigma=args.sigma)  # validates
@@ -188,6 +191,18 @@ def run_solve(args) -> None:
     out = Path(args.out)
     write_outputs(out, images, names, results, lpips_metric, lpips_note, args, G, elapsed)
     print(f"wrote {len(names)} reconstructions and metrics to {out}")
+
+
+def check_device(name: str) -> None:
+    """A clear error for a device name torch does not know or a GPU this machine does not have."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RtilError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise RtilError(f"--device {name}: no such GPU here (torch sees {torch.cuda.device_count()} CUDA device(s))")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RtilError(f"--device {name}: Apple's MPS is not available here")
 
 
 def main(argv: list[str] | None = None) -> int:

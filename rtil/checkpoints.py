@@ -137,6 +137,8 @@ def build_generator(rec: dict, weights: str = "g_ema") -> torch.nn.Module:
     family = rec["family"]
     if family not in GENERATORS:
         raise RtilError(f"unknown generator family {family!r}; known: {', '.join(GENERATORS)}")
+    if not isinstance(rec["arch"], dict):
+        raise RtilError("generator file's 'arch' entry is not a dictionary of constructor arguments")
     try:
         G = GENERATORS[family](**rec["arch"])
     except TypeError as e:
@@ -144,6 +146,12 @@ def build_generator(rec: dict, weights: str = "g_ema") -> torch.nn.Module:
     state = rec.get(weights)
     if state is None:
         raise RtilError(f"generator file has no {weights!r} weights")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RtilError(f"generator file's {weights!r} entry is not a dictionary of tensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise RtilError(f"generator file's {weights!r} weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                        f"{', ...' if len(bad) > 3 else ''}): the training it came from diverged")
     result = G.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise RtilError(f"weights do not match the {family} architecture: missing "

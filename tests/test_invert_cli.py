@@ -138,7 +138,34 @@ def bad_inputs(files, tmp_path):
         "bad setting": solve_args(files, tmp_path / "o", method="csgm") + ["--config", files / "ilo.yaml"],
         "missing config": solve_args(files, tmp_path / "o") + ["--config", tmp_path / "none.yaml"],
         "not a number": solve_args(files, tmp_path / "o", extra=("--ratio", "lots")),
+        "sigma nan": solve_args(files, tmp_path / "o", task="denoise", extra=("--sigma", "nan")),
+        "sigma inf": solve_args(files, tmp_path / "o", task="denoise", extra=("--sigma", "inf")),
+        "ratio nan": solve_args(files, tmp_path / "o", extra=("--ratio", "nan")),
+        "no such gpu": solve_args(files, tmp_path / "o") + ["--device", "cuda:7"],
+        "bogus device": solve_args(files, tmp_path / "o") + ["--device", "bogus"],
+        "nan weights": solve_args(files, tmp_path / "o", generator=broken_generator(files, "nan")),
+        "g_ema not a dict": solve_args(files, tmp_path / "o", generator=broken_generator(files, "list")),
     }
+
+
+def broken_generator(files, how: str) -> str:
+    """A copy of g.pt whose g_ema holds a NaN ("nan") or is a list of tensors ("list")."""
+    rec = torch.load(files / "g.pt", weights_only=True)
+    if how == "nan":
+        key = next(k for k, v in rec["g_ema"].items() if v.is_floating_point())
+        rec["g_ema"][key] = torch.full_like(rec["g_ema"][key], float("nan"))
+    else:
+        rec["g_ema"] = list(rec["g_ema"].values())
+    path = files / f"broken_{how}.pt"
+    torch.save(rec, path)
+    return path.name
+
+
+def test_out_that_is_an_existing_file_is_refused_before_solving(files, tmp_path, capsys):
+    existing = tmp_path / "taken.txt"
+    existing.write_text("keep me")
+    assert run(solve_args(files, existing)) == 2
+    assert "existing file" in capsys.readouterr().err and existing.read_text() == "keep me"
 
 
 def test_bad_input_is_one_error_line_and_status_2(files, tmp_path, capsys):

@@ -67,8 +67,8 @@ class ForwardOperator(nn.Module, ABC):
         if int(batch_size) < 1:
             raise RtilError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        if noise_std is None or float(noise_std) < 0:
-            raise RtilError(f"noise_std must be >= 0, got {noise_std}")
+        if noise_std is None or not 0 <= float(noise_std) < float("inf"):
+            raise RtilError(f"noise_std must be a finite number >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
 
     @property
