@@ -93,3 +93,20 @@ def test_lightning_optimizer_options_that_would_replace_the_gan_optimizers_are_g
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--model" in text and "--optimizer" not in text and "--lr_scheduler" not in text
+
+
+def test_a_resume_applies_a_new_learning_rate_and_refuses_a_new_architecture(tmp_path, capsys):
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path)]
+    main([*common, "--model.init_args.total_kimg", "0.008", "--model.init_args.lr", "0.002"])
+    resumed = main([*common, "--model.init_args.total_kimg", "0.016", "--model.init_args.lr", "0.001",
+                    "--ckpt_path", "last"])
+    assert int(resumed.model.iteration) == 4
+    c = 4 / 5  # StyleGAN2's lazy-regularisation factor for G (pl_interval 4)
+    assert resumed.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001 * c)  # not the saved 0.002
+    assert "lr 0.002 -> 0.001" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--model.init_args.total_kimg", "0.024", "--model.init_args.channel_max", "16",
+              "--ckpt_path", "last"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "channel_max: checkpoint 8, now 16" in err and err.count("\n") == 1

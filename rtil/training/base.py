@@ -106,6 +106,13 @@ class GanModule(pl.LightningModule):
         rtil = self.family.to_config() if self.family is not None else None
         return generator_record(self.G_ema, self.G, rtil=rtil, provenance=self.provenance())
 
+    def on_train_start(self) -> None:
+        # A resumed run gets its optimisers' learning rates and betas back from the checkpoint; the run's own
+        # settings win (a resume may lower the learning rate, see rtil.training.cli.RESUMABLE_CHANGES).
+        for restored, fresh in zip(self.trainer.optimizers, self.configure_optimizers(), strict=True):
+            for group, new in zip(restored.param_groups, fresh.param_groups, strict=True):
+                group["lr"], group["betas"] = new["lr"], new["betas"]
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # What `python -m rtil export` needs besides the weights: plain, weights-only-loadable values.
         rec = self.generator_record()

@@ -49,15 +49,51 @@ class RtilCLI(LightningCLI):
             cfg = self.config[subcommand]
             root = cfg.trainer.default_root_dir or "outputs/train"
             folder = cfg.checkpoint.dirpath or Path(root) / cfg.run_name / "checkpoints"
-            check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
-        super()._parse_ckpt_path()
+            path = check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
+            if path is not None:
+                check_resume_settings(path, cfg.model)
+        # Lightning's own version would now replace the command's model settings by the checkpoint's, silently
+        # (a lower lr, or another channel count, would be ignored); check_resume_settings decides instead.
 
 
-def check_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> None:
-    """A resume that cannot work is a clear error before anything starts (Lightning would train from scratch
-    when 'last' finds nothing, or fail with a traceback on a missing, truncated or foreign file)."""
+# Model settings a resumed run may change (the command line wins over the checkpoint); every other one must
+# equal the checkpoint's, as they define the networks or the RTIL family.
+RESUMABLE_CHANGES = {"lr", "betas", "total_kimg", "r1_gamma", "r1_interval", "pl_weight", "pl_interval",
+                     "pl_batch_shrink", "pl_decay", "style_mixing_prob", "ema_kimg", "ema_rampup", "ema_beta",
+                     "gp_lambda", "drift", "member_weighting", "member_lambda", "member_sampling"}
+
+
+def check_resume_settings(ckpt_path: Path, model) -> None:
+    """Refuse a resume whose model settings differ from the checkpoint's in a way the checkpoint cannot follow;
+    print the safe changes that will apply."""
+    from rtil.checkpoints import safe_torch_load
+
+    saved = dict(safe_torch_load(ckpt_path, "Lightning checkpoint", mmap=True).get("hyper_parameters") or {})
+    saved_class = saved.pop("_class_path", None)
+    if saved_class and saved_class != model.class_path:
+        raise RtilError(f"--ckpt_path {ckpt_path} holds a {saved_class}, not a {model.class_path}")
+    current = model.init_args.as_dict() if hasattr(model.init_args, "as_dict") else dict(model.init_args)
+    differs = {k: (saved[k], current[k]) for k in saved
+               if not k.startswith("_") and k in current and _plain(saved[k]) != _plain(current[k])}
+    fixed = {k: v for k, v in differs.items() if k not in RESUMABLE_CHANGES}
+    if fixed:
+        detail = ", ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in sorted(fixed.items()))
+        raise RtilError(f"--ckpt_path {ckpt_path} was trained with other settings that a resume cannot change "
+                        f"({detail}); give the checkpoint's values, or start a new run")
+    if differs:
+        print("resuming with changed settings: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in differs.items()))
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def check_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> Path | None:
+    """The checkpoint file a resume reads (None without --ckpt_path). A resume that cannot work is a clear error
+    before anything starts (Lightning would train from scratch when 'last' finds nothing, or fail with a
+    traceback on a missing, truncated or foreign file)."""
     if ckpt_path is None:
-        return
+        return None
     if ckpt_path == "last":
         if not (checkpoint_dir / "last.ckpt").is_file():
             raise RtilError(f"--ckpt_path last: there is no {checkpoint_dir / 'last.ckpt'} to resume from (check "
@@ -76,6 +112,7 @@ def check_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path) -> None:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "rtil_generator" not in ckpt:
         raise RtilError(f"--ckpt_path {ckpt_path}: not an rtil training checkpoint (a generator file? those are "
                         f"for inversion; training resumes from the checkpoints/ folder)")
+    return path
 
 
 def _rtil_error_in(error: BaseException) -> RtilError | None:
