@@ -22,7 +22,7 @@ def test_fit_then_resume_from_last(tmp_path):
     common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path)]
     first = main([*common, "--model.init_args.total_kimg", "0.008"])  # 2 iterations
     assert int(first.model.iteration) == 2
-    last = tmp_path / "rtil" / "checkpoints" / "last.ckpt"
+    last = tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt"  # the run's name comes from its config
     assert last.is_file()
     second = main([*common, "--model.init_args.total_kimg", "0.016", "--ckpt_path", "last"])
     assert int(second.model.iteration) == 4  # continued from iteration 2, not restarted
@@ -110,3 +110,12 @@ def test_a_resume_applies_a_new_learning_rate_and_refuses_a_new_architecture(tmp
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "channel_max: checkpoint 8, now 16" in err and err.count("\n") == 1
+
+
+def test_vanilla_and_rtil_runs_of_one_config_get_separate_folders(tmp_path):
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path),
+              "--model.init_args.total_kimg", "0.004"]
+    main(common)
+    main([*common, "--model.init_args.rtil_cut_points", "[]"])
+    assert (tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "stylegan2_digits_vanilla" / "checkpoints" / "last.ckpt").is_file()

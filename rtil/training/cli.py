@@ -25,11 +25,14 @@ class RtilCLI(LightningCLI):
         parser.add_argument("--wandb", default="offline", choices=WANDB_MODES,
                             help="Weights & Biases logging: offline (default, no account or network), online, "
                                  "disabled")
-        parser.add_argument("--run_name", default="rtil", help="name of the run's log folder")
+        parser.add_argument("--run_name", default=None,
+                            help="name of the run's folder (default: the config file's name, plus _vanilla when the "
+                                 "RTIL family is switched off), where --ckpt_path last looks")
 
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         root = cfg.trainer.default_root_dir or "outputs/train"
+        cfg.run_name = cfg.run_name or default_run_name(cfg)
         if cfg.checkpoint.dirpath is None:
             # One folder per run name (not per log version), so that `--ckpt_path last` finds last.ckpt.
             cfg.checkpoint.dirpath = str(Path(root) / cfg.run_name / "checkpoints")
@@ -48,12 +51,22 @@ class RtilCLI(LightningCLI):
         if subcommand:
             cfg = self.config[subcommand]
             root = cfg.trainer.default_root_dir or "outputs/train"
-            folder = cfg.checkpoint.dirpath or Path(root) / cfg.run_name / "checkpoints"
+            folder = cfg.checkpoint.dirpath or Path(root) / (cfg.run_name or default_run_name(cfg)) / "checkpoints"
             path = check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
             if path is not None:
                 check_resume_settings(path, cfg.model)
         # Lightning's own version would now replace the command's model settings by the checkpoint's, silently
         # (a lower lr, or another channel count, would be ignored); check_resume_settings decides instead.
+
+
+def default_run_name(cfg) -> str:
+    """The run's folder name when --run_name is not given: the (last) config file's name, or the model class, plus
+    "_vanilla" when the RTIL family is off, so the README's vanilla and RTIL runs do not share checkpoints."""
+    configs = cfg.get("config") or []
+    name = Path(str(configs[-1])).stem if configs else cfg.model.class_path.rsplit(".", 1)[-1].lower()
+    args = cfg.model.init_args
+    rtil = args.get("rtil_cut_points", args.get("rtil_codes_per_member"))
+    return f"{name}_vanilla" if not rtil else name
 
 
 # Model settings a resumed run may change (the command line wins over the checkpoint); every other one must
