@@ -119,3 +119,19 @@ def test_vanilla_and_rtil_runs_of_one_config_get_separate_folders(tmp_path):
     main([*common, "--model.init_args.rtil_cut_points", "[]"])
     assert (tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "stylegan2_digits_vanilla" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_each_training_in_one_process_gets_its_own_wandb_run(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path), "--wandb", "offline",
+              "--model.init_args.total_kimg", "0.004"]
+    common.remove("disabled")
+    common.remove("--wandb")
+    ids = []
+    for name in ("a", "b"):
+        cli = main([*common, "--run_name", name])
+        ids.append(cli.trainer.loggers[-1].version)
+        assert wandb.run is None  # finished, not left open for the next training
+    assert ids[0] != ids[1]

@@ -146,16 +146,29 @@ def main(args=None) -> RtilCLI:
     try:
         # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
         # --optimizer / --lr_scheduler options would silently replace them.
-        return RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
-                       save_config_kwargs={"overwrite": True},
-                       trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
-                                         "default_root_dir": "outputs/train"})
+        cli = RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
+                      save_config_kwargs={"overwrite": True},
+                      trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
+                                        "default_root_dir": "outputs/train"})
     except Exception as e:  # our own errors, however deeply wrapped, are one line and exit status 2
         cause = _rtil_error_in(e)
         if cause is None:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+    finish_wandb_run(cli.trainer)
+    return cli
+
+
+def finish_wandb_run(trainer) -> None:
+    """Close the run's Weights & Biases run, so that a second training in the same process (the demo trains two)
+    gets its own run instead of logging into this one."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        import wandb
+
+        wandb.finish()
 
 
 if __name__ == "__main__":  # python -m rtil.training.cli fit ... (what train.py runs; the study's workers use it)
