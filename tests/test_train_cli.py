@@ -135,3 +135,11 @@ def test_each_training_in_one_process_gets_its_own_wandb_run(tmp_path, monkeypat
         ids.append(cli.trainer.loggers[-1].version)
         assert wandb.run is None  # finished, not left open for the next training
     assert ids[0] != ids[1]
+
+
+def test_progress_bar_counts_kimg_with_seconds_per_kimg(tmp_path, capsys):
+    args = [a for a in TINY if a not in ("--trainer.enable_progress_bar", "false")]
+    main(["fit", "--config", CONFIG, *args, "--trainer.default_root_dir", str(tmp_path),
+          "--model.init_args.total_kimg", "0.012"])
+    err = capsys.readouterr().err
+    assert "/0.012 kimg" in err and "s/kimg" in err and "Epoch 0" not in err

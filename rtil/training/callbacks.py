@@ -6,9 +6,10 @@ from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
+from tqdm.auto import tqdm
 
 from rtil.checkpoints import atomic_torch_save, replace_durably
 from rtil.errors import RtilError
@@ -77,6 +78,43 @@ class SampleGrid(pl.Callback):
             if isinstance(logger, pl.loggers.WandbLogger):
                 logger.log_image("samples", [grid], step=trainer.global_step,
                                  caption=[f"rows: G0..G{module.num_members - 1}, kimg {module.kimg:.1f}"])
+
+
+class KimgProgressBar(ProgressBar):
+    """Training progress on the kimg clock (the module's image counter), with seconds per kimg and the time left
+    (tqdm's ETA), instead of Lightning's "Epoch 0: 238/?" of an endless data stream."""
+
+    def __init__(self):
+        super().__init__()
+        self._enabled, self._bar, self._start = True, None, None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer, module):
+        if not (self._enabled and trainer.is_global_zero):
+            return
+        total = module.hparams.get("total_kimg")
+        self._bar = tqdm(total=total, initial=round(module.kimg, 3), unit="kimg", desc="training", dynamic_ncols=True,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total_fmt} kimg "
+                                    "[{elapsed}<{remaining}{postfix}]")
+        self._start = (time.perf_counter(), module.kimg)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self._bar is None:
+            return
+        self._bar.update(round(module.kimg, 3) - self._bar.n)
+        seconds, kimg = time.perf_counter() - self._start[0], module.kimg - self._start[1]
+        if kimg > 0:
+            self._bar.set_postfix_str(f"{seconds / kimg:.0f} s/kimg", refresh=False)
+
+    def on_train_end(self, trainer, module):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class Throughput(pl.Callback):

@@ -33,6 +33,9 @@ class RtilCLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         root = cfg.trainer.default_root_dir or "outputs/train"
         cfg.run_name = cfg.run_name or default_run_name(cfg)
+        if cfg.trainer.enable_progress_bar is not False:
+            cfg.trainer.callbacks = list(cfg.trainer.callbacks or []) + [
+                {"class_path": "rtil.training.callbacks.KimgProgressBar"}]
         if cfg.checkpoint.dirpath is None:
             # One folder per run name (not per log version), so that `--ckpt_path last` finds last.ckpt.
             cfg.checkpoint.dirpath = str(Path(root) / cfg.run_name / "checkpoints")
