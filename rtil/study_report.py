@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rtil.evaluation.plots import plot_curves, save_comparison_grid
+from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
 from rtil.study import METRICS, copy_file, read_cells, tuned_settings, write_per_image_csv
 
@@ -155,6 +155,12 @@ def write_report(cfg: dict) -> Path:
                                      f"{counts['hurts']} of {len(sel)} cells (pooled Δ PSNR in dB: {deltas}).")
                 lines.append("")
                 lines += _curves(sel, comparison, cname, method, kind, figures, stem, report.parent)
+                diff_rows = [{**s["pooled"]["psnr"]["difference"], "label": _cell_name(s["task"], s["param"])}
+                             for s in sel]
+                name = f"{stem}_{cname}_{method}_{kind}_paired.png"
+                plot_paired_differences(diff_rows, figures / name,
+                                        f"{comparison['title']}, {method} ({kind}): {label_t} - {label_b}")
+                lines += [f"![paired differences]({(figures / name).relative_to(report.parent)})", ""]
             lines += _grid(cfg, cells, comparison, cname, method, figures, stem, report.parent)
         lines += _tuning(cfg, comparison)
     lines += ["## What the data show", ""] + summary_lines + _g0_quality(cfg) + [""]
@@ -206,7 +212,7 @@ def _curves(sel, comparison, cname, method, kind, figures: Path, stem: str, base
             for arm, label in (("baseline", label_b), ("treatment", label_t)):
                 ci = s["pooled"]["psnr"][arm]
                 summary.append({"model": label, "method": method, "task": task, "ratio": float(s["param"]),
-                                "psnr_mean": ci["mean"], "psnr_low": ci["low"], "psnr_high": ci["high"]})
+                                "psnr_mean": ci["mean"], "psnr_low": ci["low"], "psnr_high": ci["high"], "n": ci["n"]})
         name = f"{stem}_{cname}_{method}_{kind}_{task}.png"
         plot_curves(summary, "psnr", task, figures / name, title=f"{comparison['title']}: {method} ({kind}), {task}")
         lines += [f"![{task} PSNR]({(figures / name).relative_to(base)})", ""]
@@ -233,7 +239,10 @@ def _grid(cfg, cells, comparison, cname, method, figures: Path, stem: str, base:
     columns = [tb["truths"][picks], tb["measurement_views"][picks], tb["reconstructions"][picks],
                tt["reconstructions"][picks]]
     name = f"{stem}_{cname}_{method}_grid.png"
-    save_comparison_grid([c.float() for c in columns], figures / name)
+    psnr_b, psnr_t = cb["result"]["metrics"]["psnr"], ct["result"]["metrics"]["psnr"]
+    save_comparison_grid([c.float() for c in columns], figures / name,
+                         labels=["truth", "measurement", b_name, t_name],
+                         scores=[None, None, [psnr_b[i] for i in picks.tolist()], [psnr_t[i] for i in picks.tolist()]])
     gains = ", ".join(f"{gain[i]:+.1f}" for i in picks.tolist())
     return [f"Largest gains (top {k} rows) and losses (bottom {k} rows) of {t_name} over {b_name}, "
             f"{method} ({kind}), {_cell_name(first['task'], first['param'])}; columns: truth | measurement | "

@@ -1,4 +1,5 @@
-"""Figures for papers: metric-versus-ratio curves with confidence bands, and image grids."""
+"""Figures for papers: metric-versus-parameter curves with confidence bands, paired-difference plots and labelled
+image grids. Every figure is written as PNG and, beside it, PDF (vector, for LaTeX)."""
 
 from pathlib import Path
 
@@ -7,55 +8,100 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
+
+UNITS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS (lower is better)"}
+PARAMETER = {"cs": "measurement ratio", "cs_gaussian": "measurement ratio", "inpaint": "fraction of pixels observed",
+             "inpaint_box": "fraction of pixels observed", "sr": "down-sampling factor", "denoise": "noise std"}
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def plot_curves(summary: list[dict], metric: str, task: str, path: str | Path, title: str | None = None) -> Path:
-    """One line per (model, method): mean `metric` versus ratio with its 95% CI as a band.
+    """Mean `metric` versus the task parameter with its 95% CI as a band: one colour per model, one line style
+    per method, n (images per point) in the legend.
 
-    summary rows need keys model, method, task, ratio, and f"{metric}_mean", f"{metric}_low",
-    f"{metric}_high" (as written by rtil.evaluation.sweep).
+    summary rows need keys model, method, task, ratio (the parameter), f"{metric}_mean", f"{metric}_low",
+    f"{metric}_high", and optionally n (as written by rtil.evaluation.sweep).
     """
     rows = [r for r in summary if r["task"] == task and r.get(f"{metric}_mean") is not None]
+    models = sorted({r["model"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    colours = {m: f"C{i}" for i, m in enumerate(models)}
     fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=150)
-    for model, method in sorted({(r["model"], r["method"]) for r in rows}):
-        line = sorted((r for r in rows if r["model"] == model and r["method"] == method), key=lambda r: r["ratio"])
-        x = [r["ratio"] for r in line]
-        mean = [r[f"{metric}_mean"] for r in line]
-        # A single image has no interval (NaN bounds): draw the band at the mean.
-        low = [_or(r[f"{metric}_low"], r[f"{metric}_mean"]) for r in line]
-        high = [_or(r[f"{metric}_high"], r[f"{metric}_mean"]) for r in line]
-        (handle,) = ax.plot(x, mean, marker="o", label=f"{model} / {method}")
-        ax.fill_between(x, low, high, color=handle.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("measurement ratio" if task in ("cs", "cs_gaussian", "inpaint", "inpaint_box") else "ratio")
-    ax.set_ylabel(metric.upper())
-    ax.set_title(title or f"{task}: {metric.upper()} (mean, 95% CI)")
+    for model in models:
+        for method in methods:
+            line = sorted((r for r in rows if r["model"] == model and r["method"] == method), key=lambda r: r["ratio"])
+            if not line:
+                continue
+            x = [r["ratio"] for r in line]
+            mean = [r[f"{metric}_mean"] for r in line]
+            # A single image has no interval (NaN bounds): draw the band at the mean.
+            low = [_or(r[f"{metric}_low"], r[f"{metric}_mean"]) for r in line]
+            high = [_or(r[f"{metric}_high"], r[f"{metric}_mean"]) for r in line]
+            n = sorted({r["n"] for r in line if r.get("n")})
+            label = f"{model} / {method}" + (f" (n={'/'.join(map(str, n))})" if n else "")
+            style = LINE_STYLES[methods.index(method) % len(LINE_STYLES)]
+            ax.plot(x, mean, marker="o", color=colours[model], linestyle=style, label=label)
+            ax.fill_between(x, low, high, color=colours[model], alpha=0.15, linewidth=0)
+    ax.set_xlabel(PARAMETER.get(task, "parameter"))
+    ax.set_ylabel(UNITS.get(metric, metric.upper()))
+    ax.set_title(title or f"{task}: {metric.upper()} (mean, 95% CI)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_paired_differences(rows: list[dict], path: str | Path, title: str, metric: str = "psnr") -> Path:
+    """Paired differences (e.g. RTIL - vanilla) per cell with their 95% CI as error bars, and the zero line.
+
+    rows: dicts with label (the cell's name), mean_difference, low, high and n."""
+    fig, ax = plt.subplots(figsize=(5.0, 0.45 * len(rows) + 1.2), dpi=150)
+    y = list(range(len(rows)))[::-1]
+    means = [r["mean_difference"] for r in rows]
+    errors = [[m - _or(r["low"], m) for m, r in zip(means, rows, strict=True)],
+              [_or(r["high"], m) - m for m, r in zip(means, rows, strict=True)]]
+    colours = ["C2" if _or(r["low"], 0) > 0 else "C3" if _or(r["high"], 0) < 0 else "C7" for r in rows]
+    for i, colour in enumerate(colours):  # green: CI above 0, red: below 0, grey: contains 0
+        ax.errorbar([means[i]], [y[i]], xerr=[[errors[0][i]], [errors[1][i]]], fmt="o", color=colour, capsize=3)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [f"{r['label']} (n={r['n']})" for r in rows], fontsize=7)
+    ax.set_xlabel(f"difference in {UNITS.get(metric, metric)}, 95% CI")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: list[str] | None = None,
+                         scores: list[list[float] | None] | None = None) -> Path:
+    """A grid with one row per image and one column per tensor in `columns` (each (N, C, H, W) in [-1, 1], e.g.
+    truth | measurement | reconstructions), tiles enlarged without smoothing; `labels` head the columns and
+    `scores[j][i]` (e.g. PSNR in dB) is printed under tile i of column j."""
+    n, k = columns[0].shape[0], len(columns)
+    fig, axes = plt.subplots(n, k, figsize=(1.3 * k, 1.3 * n + 0.3), dpi=150, squeeze=False)
+    for j, column in enumerate(columns):
+        for i in range(n):
+            tile = ((column[i].detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0)
+            ax = axes[i][j]
+            ax.imshow(tile.squeeze(-1) if tile.shape[-1] == 1 else tile, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if labels and i == 0:
+                ax.set_title(labels[j], fontsize=7)
+            if scores and scores[j] is not None:
+                ax.set_xlabel(f"{scores[j][i]:.1f} dB", fontsize=6, labelpad=1)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
     fig.savefig(path)
+    fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
     return path
 
 
 def _or(value, fallback):
     return fallback if value is None or value != value else value
-
-
-def save_comparison_grid(columns: list[torch.Tensor], path: str | Path) -> Path:
-    """A grid with one row per image and one column per tensor in `columns` (each (N, C, H, W) in
-    [-1, 1], e.g. truth | measurement | reconstructions)."""
-    n = columns[0].shape[0]
-    channels = max(c.shape[1] for c in columns)
-    tiles = []
-    for i in range(n):
-        for col in columns:
-            tile = col[i].detach().float().cpu().clamp(-1, 1)
-            tiles.append(tile.expand(channels, -1, -1) if tile.shape[0] != channels else tile)
-    grid = make_grid(torch.stack(tiles), nrow=len(columns), padding=1, normalize=True, value_range=(-1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path)
-    return path

@@ -33,7 +33,7 @@ from rtil.checkpoints import atomic_torch_save, load_generator
 from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings
-from rtil.evaluation.plots import plot_curves, save_comparison_grid
+from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
 from rtil.inverse.run import load_images, load_settings, reconstruction_metrics, solve_images
 
@@ -172,6 +172,11 @@ def merge_sweep(out: str | Path) -> dict:
     paired = paired_rows(cells, order)
     if paired:
         _write_csv(out / "paired.csv", paired)
+        for comparison in sorted({p["comparison"] for p in paired}):
+            rows = [{**p, "label": f"{p['method']} {p['task']} {p['param']}"} for p in paired
+                    if p["comparison"] == comparison and p["metric"] == "psnr"]
+            name = comparison.replace(" ", "")
+            plot_paired_differences(rows, out / "curves" / f"paired_{name}_psnr.png", f"{comparison}: PSNR")
     (out / "summary.json").write_text(json.dumps(_finite({"summary": summary, "paired": paired,
                                                           "metric_settings": cells[0]["metric_settings"],
                                                           "lpips": cells[0]["lpips"]}), indent=1))
@@ -216,7 +221,9 @@ def write_grids(out: Path, cells: list[dict]) -> None:
         n = min(GRID_IMAGES, tensors[0]["truths"].shape[0])
         columns = [tensors[0]["truths"][:n], tensors[0]["measurement_views"][:n]]
         columns += [t["reconstructions"][:n] for t in tensors]
-        save_comparison_grid([col.float() for col in columns], out / "grids" / f"{method}_{task}_{param}.png")
+        scores = [None, None] + [c["metrics"]["psnr"][:n] for c in members]
+        save_comparison_grid([col.float() for col in columns], out / "grids" / f"{method}_{task}_{param}.png",
+                             labels=["truth", "measurement"] + [c["model"] for c in members], scores=scores)
         (out / "grids" / f"{method}_{task}_{param}.txt").write_text(
             "columns: truth | measurement | " + " | ".join(c["model"] for c in members) + "\n")
 
