@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,4 +104,48 @@ def test_shipped_sweep_configs_are_valid(name):
     cfg = read_sweep_config(Path(__file__).resolve().parent.parent / "configs" / "eval" / name)
     for method, settings in cfg["methods"].items():
         make_solver(method, settings)  # raises on unknown or bad settings
-    assert cell_list(cfg)
+    assert cfg["tasks"] and cfg["models"]  # cell_list also needs the generator files
+
+
+def test_a_rerun_with_other_settings_computes_new_cells_instead_of_reporting_stale_ones(sweep_config, tmp_path):
+    run_sweep(sweep_config, progress=False)
+    first = {r["image"] + r["param"] + r["model"]: r["psnr"] for r in csv.DictReader(open(tmp_path / "sweep" /
+                                                                                            "results.csv"))}
+    cfg = yaml.safe_load(sweep_config.read_text())
+    cfg["seed"] = 1  # other operators and starts
+    sweep_config.write_text(yaml.safe_dump(cfg))
+    run_sweep(sweep_config, progress=False)
+    assert len(list((tmp_path / "sweep" / "cells").glob("*.json"))) == 8  # 4 cells per seed
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    assert len(rows) == 12 and all(first[r["image"] + r["param"] + r["model"]] != r["psnr"] for r in rows)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tasks": {"cs": [0.25, 0]}}, "must be in (0, 1]"),
+    ({"tasks": {"denoise": [float("nan")]}}, "noise_std"),
+    ({"tasks": {"cs": ["abc"]}}, "not a number"),
+    ({"num_images": "abc"}, "not a number"),
+    ({"methods": {"csgm": {"steps": "abc"}}}, "bad csgm settings"),
+])
+def test_every_cell_is_checked_before_the_first_one_runs(sweep_config, tmp_path, change, message):
+    cfg = {**yaml.safe_load(sweep_config.read_text()), **change}
+    sweep_config.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RtilError, match=re.escape(message)):
+        run_sweep(sweep_config, progress=False)
+    assert not (tmp_path / "sweep" / "cells").exists()
+
+
+def test_merge_refuses_an_unsafe_cell_file_without_running_it(sweep_config, tmp_path, capsys):
+    import pickle
+
+    out = run_sweep(sweep_config, progress=False)
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("payload ran",))
+
+    victim = sorted((out / "cells").glob("*.pt"))[0]
+    victim.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(RtilError, match="not loaded"):
+        merge_sweep(out)
+    assert "payload ran" not in capsys.readouterr().out

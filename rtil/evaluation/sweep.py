@@ -19,23 +19,26 @@ truth | measurement | reconstruction grids.
 """
 
 import csv
+import hashlib
 import json
 import math
 import os
 import time
+from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from rtil.checkpoints import atomic_torch_save, load_generator
+from rtil.checkpoints import atomic_torch_save, load_generator, replace_durably, safe_torch_load
 from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings
 from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
-from rtil.inverse.run import load_images, load_settings, reconstruction_metrics, solve_images
+from rtil.inverse.operators import build_operator
+from rtil.inverse.run import load_images, load_settings, make_solver, reconstruction_metrics, solve_images
 
 TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
 METRICS = ("psnr", "ssim", "lpips")
@@ -54,21 +57,30 @@ def read_sweep_config(path: str | Path) -> dict:
             raise RtilError(f"{path}: unknown task {task!r}; choose from {', '.join(TASK_PARAMETER)}")
         if not isinstance(values, list) or not values:
             raise RtilError(f"{path}: tasks.{task} must be a non-empty list of {TASK_PARAMETER[task]} values")
+    try:
+        tasks = {task: [float(v) if TASK_PARAMETER[task] != "factor" else int(v) for v in values]
+                 for task, values in cfg["tasks"].items()}
+        numbers = {key: int(cfg.get(key, default)) for key, default in
+                   (("num_images", 16), ("batch_size", 16), ("seed", 0))}
+    except (TypeError, ValueError) as e:
+        raise RtilError(f"{path}: a number is not a number ({e})") from None
+    for task, values in tasks.items():  # every cell is checked before the first one runs
+        for value in values:
+            build_operator(task, (1, 64, 64), 1, seed=0, **{TASK_PARAMETER[task]: value})
     methods = {}
     for name, settings in cfg["methods"].items():
         if isinstance(settings, str):
             settings = load_settings(_resolve(settings, base))
         methods[name] = {**(settings or {}), "method": (settings or {}).get("method", name)}
+        for task in tasks:
+            make_solver(methods[name]["method"], {k: v for k, v in methods[name].items() if k != "method"}, task)
     return {
         "out": cfg.get("out", "outputs/sweep"),
         "images": cfg.get("images", "digits-test"),
-        "num_images": int(cfg.get("num_images", 16)),
-        "batch_size": int(cfg.get("batch_size", 16)),
-        "seed": int(cfg.get("seed", 0)),
+        **numbers,
         "models": {name: str(_resolve(p, base)) for name, p in cfg["models"].items()},
         "methods": methods,
-        "tasks": {task: [float(v) if TASK_PARAMETER[task] != "factor" else int(v) for v in values]
-                  for task, values in cfg["tasks"].items()},
+        "tasks": tasks,
     }
 
 
@@ -79,11 +91,39 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def cell_list(cfg: dict) -> list[dict]:
-    """All cells, in a fixed order."""
-    return [{"model": model, "method": method, "task": task, "param": param,
-             "id": f"{model}__{method}__{task}__{param}"}
-            for model in cfg["models"] for method in cfg["methods"]
-            for task, params in cfg["tasks"].items() for param in params]
+    """All cells, in a fixed order. A cell's id ends with a hash of everything that determines its result (the
+    generator file's content, the solver's effective settings, the task and parameter, the images and the seed),
+    so a rerun with other settings in the same folder computes new cells instead of reporting stale ones."""
+    digests = {name: file_digest(path) for name, path in cfg["models"].items()}
+    cells = []
+    for model in cfg["models"]:
+        for method, settings in cfg["methods"].items():
+            for task, params in cfg["tasks"].items():
+                solver = make_solver(settings["method"], {k: v for k, v in settings.items() if k != "method"}, task)
+                for param in params:
+                    key = hashlib.sha256(json.dumps([digests[model], solver.settings(), task, param, cfg["images"],
+                                                     cfg["num_images"], cfg["seed"]], sort_keys=True).encode())
+                    cells.append({"model": model, "method": method, "task": task, "param": param,
+                                  "id": f"{model}__{method}__{task}__{param}__{key.hexdigest()[:10]}"})
+    return cells
+
+
+@lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's content (cached while the file's size and time stamp stay the same)."""
+    p = Path(path)
+    if not p.is_file():
+        raise RtilError(f"generator file not found: {path}")
+    stat = p.stat()
+    return _digest(str(p.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def run_sweep(config_path: str | Path, out: str | Path | None = None, rank: int | None = None,
@@ -95,15 +135,16 @@ def run_sweep(config_path: str | Path, out: str | Path | None = None, rank: int 
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     device = device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    for path in cfg["models"].values():
-        if not Path(path).is_file():
-            raise RtilError(f"generator file not found: {path}")
-    (out / "sweep_config.json").write_text(json.dumps(cfg, indent=2))
+    cells = cell_list(cfg)  # raises for a missing generator file
+    write_json_atomically(out / "sweep_config.json", {**cfg, "cells": [c["id"] for c in cells]})
 
-    mine = [c for i, c in enumerate(cell_list(cfg)) if i % world_size == rank]
+    mine = [c for i, c in enumerate(cells) if i % world_size == rank]
     todo = [c for c in mine if not (out / "cells" / f"{c['id']}.json").is_file()]
     if progress:
-        print(f"sweep: {len(mine)} cells for rank {rank}/{world_size}, {len(mine) - len(todo)} already done")
+        current = {c["id"] for c in cells}
+        stale = [p for p in (out / "cells").glob("*.json") if p.stem not in current]
+        print(f"sweep: {len(mine)} cells for rank {rank}/{world_size}, {len(mine) - len(todo)} already done"
+              + (f"; {len(stale)} cell file(s) from other settings are ignored" if stale else ""))
     lpips_metric = load_lpips(device)
     generators, images = {}, None
     for cell in tqdm(todo, desc="sweep cells", unit="cell", disable=not progress):
@@ -139,14 +180,30 @@ def solve_cell(cell: dict, G, images: torch.Tensor, names: list[str], cfg: dict,
     base = out / "cells" / cell["id"]
     atomic_torch_save({"reconstructions": results.reconstructions, "measurement_views": results.measurement_views,
                        "truths": images.cpu()}, f"{base}.pt")
-    Path(f"{base}.json.tmp").write_text(json.dumps(_finite(record), indent=1))
-    os.replace(f"{base}.json.tmp", f"{base}.json")
+    write_json_atomically(Path(f"{base}.json"), _finite(record))
+
+
+def write_json_atomically(path: Path, obj) -> None:
+    """JSON written to a temporary file beside `path`, flushed and renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    replace_durably(tmp, path)
 
 
 def merge_sweep(out: str | Path) -> dict:
     """Merge the cell files of `out` into tables, curves and grids. Returns the summary rows."""
     out = Path(out)
-    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    config_path = out / "sweep_config.json"
+    wanted = json.loads(config_path.read_text()).get("cells") if config_path.is_file() else None
+    files = sorted((out / "cells").glob("*.json"))
+    if wanted is not None:  # only the cells of the config that ran last, not stale ones from other settings
+        files = [p for p in files if p.stem in set(wanted)]
+    cells = []
+    for p in files:
+        try:
+            cells.append(json.loads(p.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RtilError(f"cell file {p} is not valid JSON ({e}); delete it to recompute that cell") from None
     if not cells:
         raise RtilError(f"no finished cells in {out / 'cells'}")
     rows, summary = [], []
@@ -167,7 +224,6 @@ def merge_sweep(out: str | Path) -> dict:
         summary.append(entry)
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "summary.csv", summary)
-    config_path = out / "sweep_config.json"
     order = list(json.loads(config_path.read_text())["models"]) if config_path.is_file() else None
     paired = paired_rows(cells, order)
     if paired:
@@ -217,7 +273,7 @@ def write_grids(out: Path, cells: list[dict]) -> None:
         groups.setdefault((c["method"], c["task"], c["param"]), []).append(c)
     for (method, task, param), members in groups.items():
         members = sorted(members, key=lambda c: c["model"])
-        tensors = [torch.load(out / "cells" / f"{c['id']}.pt", weights_only=True) for c in members]
+        tensors = [safe_torch_load(out / "cells" / f"{c['id']}.pt", "sweep cell") for c in members]
         n = min(GRID_IMAGES, tensors[0]["truths"].shape[0])
         columns = [tensors[0]["truths"][:n], tensors[0]["measurement_views"][:n]]
         columns += [t["reconstructions"][:n] for t in tensors]

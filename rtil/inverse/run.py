@@ -66,7 +66,10 @@ def _solver(method: str, settings: dict):
     unknown = sorted(set(settings) - known)
     if unknown:
         raise RtilError(f"unknown {method} setting(s) {unknown}; known: {sorted(known)}")
-    return cls(**settings)
+    try:
+        return cls(**settings)
+    except (TypeError, ValueError) as e:  # e.g. steps: abc
+        raise RtilError(f"bad {method} settings ({type(e).__name__}: {e})") from None
 
 
 def load_settings(path: str | Path) -> dict:
