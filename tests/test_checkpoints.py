@@ -107,3 +107,18 @@ def test_atomic_save_honours_the_umask(tmp_path):
     assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644  # colleagues can read it (mkstemp gave 0600)
     assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]
+
+
+def test_atomic_save_to_a_folder_or_an_unwritable_place_is_a_clear_error(tmp_path):
+    with pytest.raises(RtilError, match="is a folder"):
+        atomic_torch_save({"x": torch.zeros(1)}, tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions
+            pytest.skip("this user can write anywhere")
+        with pytest.raises(RtilError, match="cannot write"):
+            atomic_torch_save({"x": torch.zeros(1)}, locked / "g.pt")
+    finally:
+        locked.chmod(0o700)
