@@ -9,7 +9,7 @@ Methods: csgm, ilo, mganprior, pulse. Tasks: cs (--ratio, measurement ratio), in
 pixel fraction), sr (--factor), denoise (--sigma, noise std in [-1, 1] units). --images is a folder of images
 of exactly the generator's size and channels, or "digits-test" (the built-in test digits at the generator's
 resolution). Solver settings come from --config (YAML), by default the shipped configs/invert/<method>.yaml
-(which also holds per-task settings, e.g. ILO's for denoising).
+(which also holds per-task settings, e.g. ILO's for denoising); --set KEY=VALUE changes one of them.
 
 Writes into --out: reconstructions/<index>.png, grid.png (rows: truth | measurement | reconstruction),
 measurements.pt (torch.load(..., weights_only=True)), metrics.json (per-image PSNR / SSIM / LPIPS, means with
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and random starts (default 0)")
     p.add_argument("--config", default=None,
                    help="solver settings (YAML); default: the shipped configs/invert/<method>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one solver setting of the config, the value in YAML (repeatable), e.g. "
+                        "--set 'steps=[100, 50, 50]' --set lr=0.1")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -161,7 +164,7 @@ def run_solve(args) -> None:
         torch.set_num_threads(args.threads)
     shipped = Path(__file__).resolve().parent / "configs" / "invert" / f"{args.method}.yaml"
     config = args.config or (shipped if shipped.is_file() else None)
-    settings = load_settings(config) if config else {}
+    settings = {**(load_settings(config) if config else {}), **parse_overrides(args.overrides)}
     make_solver(args.method, settings)  # unknown method or bad settings fail before any work
     if args.task not in TASKS:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
@@ -191,6 +194,22 @@ def run_solve(args) -> None:
     out = Path(args.out)
     write_outputs(out, images, names, results, lpips_metric, lpips_note, args, G, elapsed)
     print(f"wrote {len(names)} reconstructions and metrics to {out}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--set KEY=VALUE items as a settings dict (values parsed as YAML: numbers, lists, true/false, null)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RtilError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RtilError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
+    return out
 
 
 def check_device(name: str) -> None:

@@ -192,3 +192,13 @@ def test_solve_without_config_uses_the_shipped_settings_with_their_per_task_entr
     assert run(args) == 0
     solver = json.loads((tmp_path / "o" / "metrics.json").read_text())["solver"]
     assert solver["l1_radius"] == [0.3, 0.05] and solver["steps"] == [200, 100, 100]  # configs/invert/ilo.yaml
+
+
+def test_set_changes_single_solver_settings(files, tmp_path, capsys):
+    args = solve_args(files, tmp_path / "o", method="csgm") + ["--set", "steps=3", "--set", "lr=0.05"]
+    assert run(args) == 0
+    solver = json.loads((tmp_path / "o" / "metrics.json").read_text())["solver"]
+    assert solver["steps"] == 3 and solver["lr"] == 0.05 and solver["restarts"] == 2  # the rest from --config
+    assert run(solve_args(files, tmp_path / "p", method="csgm") + ["--set", "steps"]) == 2
+    assert run(solve_args(files, tmp_path / "p", method="csgm") + ["--set", "steps=abc"]) == 2
+    assert "bad csgm settings" in capsys.readouterr().err
