@@ -69,6 +69,8 @@ def malicious(tmp_path_factory):
     (["--ckpt_path", "TRUNCATED"], "truncated"),
     (["--ckpt_path", "GENERATOR"], "not an rtil training checkpoint"),
     (["--ckpt_path", "MALICIOUS"], "not a Lightning checkpoint"),
+    (["--data.resolution", "abc"], "Expected a <class 'int'>"),
+    (["--no_such_option", "1"], "unrecognized arguments"),
 ])
 def test_bad_training_input_is_one_error_line_and_status_2(tmp_path, capsys, malicious, args, message):
     generator = tmp_path / "g.pt"

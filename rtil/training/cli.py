@@ -4,7 +4,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
@@ -12,6 +12,18 @@ from rtil.training.base import GanModule
 from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, Throughput
 
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """Argument errors as one line and a hint, instead of the usage of every option (dozens of lines)."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        text = " ".join(str(message).split())
+        text = text if len(text) <= 400 else text[:400] + " ..."
+        sys.stderr.write(f"error: {text} (see `python train.py fit --help`)\n")
+        sys.exit(2)
 
 
 class RtilCLI(LightningCLI):
@@ -150,6 +162,7 @@ def main(args=None) -> RtilCLI:
         # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
         # --optimizer / --lr_scheduler options would silently replace them.
         cli = RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
+                      parser_class=OneLineErrorParser,
                       save_config_kwargs={"overwrite": True},
                       trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
                                         "default_root_dir": "outputs/train"})
