@@ -297,10 +297,10 @@ def _key(obj) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
+    from rtil.evaluation.sweep import write_json_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_json_atomically(path, obj)
 
 
 # ----------------------------------------------------------------------------------------------------------------

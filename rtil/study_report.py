@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from rtil.checkpoints import replace_durably
 from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
+from rtil.evaluation.sweep import write_json_atomically
 from rtil.study import METRICS, copy_file, read_cells, tuned_settings, write_per_image_csv
 
 GRID_IMAGES = 3  # largest gains and largest losses shown per grid
@@ -169,8 +171,10 @@ def write_report(cfg: dict) -> Path:
     lines += _training(cfg, figures, stem, report.parent)
     lines += _stage_times(cfg)
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps(everything, indent=1))
+    tmp = report.with_name(f".{report.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    replace_durably(tmp, report)
+    write_json_atomically(out / "report.json", everything)
     print(f"report: {report}; per-image CSV: {csv_path}; figures: {figures}")
     return report
 
@@ -291,7 +295,7 @@ def g0_fdd(cfg: dict, name: str) -> list[float]:
     G = load_generator(cfg["out"] / "generators" / f"{name}.pt")
     G.rtil = None  # G0 only
     values = [member_fdds(G, cfg["fdd_samples"], seed)[0] for seed in FDD_SEEDS]
-    path.write_text(json.dumps(values))
+    write_json_atomically(path, values)
     return values
 
 
