@@ -313,15 +313,16 @@ def _g0_quality(cfg: dict) -> list[str]:
         treat = [statistics.mean(draws[g]) for g in comparison["treatment"]]
         noise = 2 * max(statistics.stdev(v) for v in draws.values())
         if max(treat) < min(base) - noise:
-            word = f"better than {label_b}'s (lower FDD)"
+            word = f"better (lower FDD) than the {label_b} G0"
         elif min(treat) > max(base) + noise:
-            word = f"worse than {label_b}'s (higher FDD): the comparison also compares sample quality"
+            word = (f"worse (higher FDD) than the {label_b} G0, so the inversion results also compare generators of "
+                    f"different sample quality")
         else:
-            word = f"within noise of {label_b}'s"
+            word = f"within noise of the {label_b} G0"
         lines.append(f"- {comparison['title']}: G0 sample quality (FDD, mean of {len(FDD_SEEDS)} draws of "
                      f"{cfg['fdd_samples']} samples) {label_b} " + ", ".join(f"{v:.2f}" for v in base)
                      + f"; {label_t} " + ", ".join(f"{v:.2f}" for v in treat)
-                     + f" (two standard deviations over draws: {noise:.2f}): {label_t}'s G0 is {word}.")
+                     + f" (two standard deviations over draws: {noise:.2f}): the {label_t} G0 is {word}.")
     return lines
 
 
