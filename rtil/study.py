@@ -35,6 +35,7 @@ import yaml
 
 from rtil.config import read_yaml
 from rtil.errors import RtilError
+from rtil.evaluation.sweep import TASK_PARAMETER, resolve_config_path, write_json_atomically
 
 STAGES = ("train", "export", "tune", "evaluate", "report")
 SPLITS = ("validation", "test")
@@ -81,7 +82,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
     for name, g in raw["generators"].items():
         if not isinstance(g, dict) or "config" not in g:
             raise RtilError(f"{path}: generator {name!r} needs a 'config' (a training config file)")
-        config = _resolve(g["config"], base)
+        config = resolve_config_path(g["config"], base)
         train_cfg = read_yaml(config)
         changes = g.get("set") or {}
         holdout = changes.get("data.holdout", (train_cfg.get("data") or {}).get("holdout", 0))
@@ -97,7 +98,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
     methods = {}
     for name, m in raw["methods"].items():
         m = dict(m or {})
-        settings = load_settings(_resolve(m.pop("file"), base)) if "file" in m else {}
+        settings = load_settings(resolve_config_path(m.pop("file"), base)) if "file" in m else {}
         settings = {**settings, **m}
         settings.pop("method", None)
         if name not in SOLVERS:
@@ -116,7 +117,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         if not isinstance(params, list) or not params:
             raise RtilError(f"{path}: task {task!r} needs a list of parameters")
         for p in params:
-            build_operator(task, (1, 16, 16), 1, seed=0, **{_PARAMETER[task]: p})  # raises on a bad value
+            build_operator(task, (1, 16, 16), 1, seed=0, **{TASK_PARAMETER[task]: p})  # raises on a bad value
 
     comparisons = {}
     for name, c in raw["comparisons"].items():
@@ -185,15 +186,6 @@ def load_run_config(path: str | Path) -> dict:
     return {**cfg, "out": Path(cfg["out"]), "report": Path(cfg["report"])}
 
 
-_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
-
-
-def _resolve(path: str, base: Path) -> Path:
-    """Relative paths are taken from the current folder when they exist there, else from the config's."""
-    p = Path(path)
-    return p if p.is_absolute() or p.exists() else base / p
-
-
 def _image_range(spec, default_split: str, path: Path) -> dict:
     """{split, first, count} (the built-in digits' validation or test split) or {folder, first, count} (the
     sorted images of a folder, e.g. CelebA-HQ test images at the generators' size)."""
@@ -204,7 +196,7 @@ def _image_range(spec, default_split: str, path: Path) -> dict:
     if "folder" in spec:
         from rtil.data.folder import find_image_files
 
-        folder = _resolve(spec["folder"], path.resolve().parent)
+        folder = resolve_config_path(spec["folder"], path.resolve().parent)
         files = find_image_files(folder)  # raises for a missing folder or one without images
         if first + count > len(files):
             raise RtilError(f"{path}: {folder} has {len(files)} images, fewer than first + count = {first + count}")
@@ -297,8 +289,6 @@ def _key(obj) -> str:
 
 
 def _write_json(path: Path, obj) -> None:
-    from rtil.evaluation.sweep import write_json_atomically
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomically(path, obj)
 
@@ -418,7 +408,7 @@ def tune_one(cfg: dict, item: dict) -> None:
     t0 = time.perf_counter()
     task = cfg["tune"]["task"]
     results = solve_images(G, images, item["method"], task, item["settings"], cfg["evaluate"]["seed"],
-                           batch_size=cfg["tune"]["batch_size"], **{_PARAMETER[task]: cfg["tune"]["param"]})
+                           batch_size=cfg["tune"]["batch_size"], **{TASK_PARAMETER[task]: cfg["tune"]["param"]})
     metrics = reconstruction_metrics(results.reconstructions, images)
     _write_json(Path(item["path"]), {**item, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                                      "seconds": time.perf_counter() - t0})

@@ -70,7 +70,7 @@ def read_sweep_config(path: str | Path) -> dict:
     methods = {}
     for name, settings in cfg["methods"].items():
         if isinstance(settings, str):
-            settings = load_settings(_resolve(settings, base))
+            settings = load_settings(resolve_config_path(settings, base))
         methods[name] = {**(settings or {}), "method": (settings or {}).get("method", name)}
         for task in tasks:
             make_solver(methods[name]["method"], {k: v for k, v in methods[name].items() if k != "method"}, task)
@@ -78,13 +78,13 @@ def read_sweep_config(path: str | Path) -> dict:
         "out": cfg.get("out", "outputs/sweep"),
         "images": cfg.get("images", "digits-test"),
         **numbers,
-        "models": {name: str(_resolve(p, base)) for name, p in cfg["models"].items()},
+        "models": {name: str(resolve_config_path(p, base)) for name, p in cfg["models"].items()},
         "methods": methods,
         "tasks": tasks,
     }
 
 
-def _resolve(path: str, base: Path) -> Path:
+def resolve_config_path(path: str, base: Path) -> Path:
     """Relative paths are taken from the current folder when they exist there, else from the config's."""
     p = Path(path)
     return p if p.is_absolute() or p.exists() else base / p
