@@ -106,7 +106,7 @@ def finite_or_none(obj):
 def write_outputs(out: Path, images, names, results, lpips_metric, lpips_note, args, G, elapsed) -> None:
     from torchvision.utils import save_image
 
-    from rtil.checkpoints import atomic_torch_save
+    from rtil.atomic_files import atomic_torch_save
     from rtil.evaluation.metrics import metric_settings, to_unit_range
     from rtil.inverse.run import reconstruction_metrics
 

@@ -14,11 +14,11 @@ Layout (version 1):
 import datetime
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
+from rtil.atomic_files import atomic_torch_save
 from rtil.errors import RtilError
 
 FORMAT = "rtil-generator"
@@ -42,50 +42,6 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: boo
     except Exception as e:  # torch raises many types for foreign bytes (IndexError, RuntimeError, ...)
         raise RtilError(f"{path} is not a readable PyTorch {what} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a
-    half-written file at `path`. The file gets the usual permissions (0666 less the umask)."""
-    path = Path(path)
-    if path.is_dir():
-        raise RtilError(f"{path} is a folder; give the file to write (e.g. {path / 'generator.pt'})")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise RtilError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        replace_durably(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Flush `tmp` to disk and rename it over `path` (same folder), then flush the folder entry."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        folder = os.open(Path(path).parent, os.O_RDONLY)
-    except OSError:  # some filesystems cannot open folders; the rename itself is still atomic
-        return
-    try:
-        os.fsync(folder)
-    except OSError:
-        pass
-    finally:
-        os.close(folder)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import yaml
 
+from rtil.atomic_files import write_json_atomically
 from rtil.config import read_yaml
 from rtil.errors import RtilError
-from rtil.evaluation.sweep import TASK_PARAMETER, resolve_config_path, write_json_atomically
+from rtil.evaluation.sweep import TASK_PARAMETER, resolve_config_path
 
 STAGES = ("train", "export", "tune", "evaluate", "report")
 SPLITS = ("validation", "test")
@@ -177,7 +178,7 @@ def save_run_config(cfg: dict) -> Path:
     """The resolved config of this run, which its worker processes read (so that editing a config or settings file
     while a study runs cannot give its workers other settings than the ones it started with)."""
     path = cfg["out"] / "run_config.json"
-    _write_json(path, {**cfg, "out": str(cfg["out"]), "report": str(cfg["report"])})
+    write_json_atomically(path, {**cfg, "out": str(cfg["out"]), "report": str(cfg["report"])})
     return path
 
 
@@ -288,11 +289,6 @@ def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(path, obj)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Stage 1: train
 
@@ -334,11 +330,11 @@ def train_one(cfg: dict, name: str) -> None:
     t0 = time.perf_counter()
     cli = train_main(train_arguments(cfg, name))
     segments.append({"seconds": time.perf_counter() - t0, "kimg": float(cli.model.kimg)})
-    _write_json(timing, segments)
-    _write_json(cfg["out"] / "train" / name / "done.json",
-                {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
-                 "fingerprint": generator_fingerprint(cfg, name),
-                 "segments": segments, "arguments": train_arguments(cfg, name)})
+    write_json_atomically(timing, segments)
+    write_json_atomically(cfg["out"] / "train" / name / "done.json",
+                          {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
+                           "fingerprint": generator_fingerprint(cfg, name),
+                           "segments": segments, "arguments": train_arguments(cfg, name)})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -375,10 +371,9 @@ def export_one(cfg: dict, name: str) -> None:
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
             kimg = float(re.match(r"kimg(\d+(?:\.\d+)?)", ckpt.stem).group(1))
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg["fdd_samples"])})
-    _write_json(out / "fdd" / f"{name}.json", {"generator": name, "fingerprint": generator_fingerprint(cfg, name),
-                                                "curve": curve,
-                                                "final": member_fdds(G, cfg["fdd_samples"])
-                                                if cfg["fdd_samples"] > 0 else None})
+    final = member_fdds(G, cfg["fdd_samples"]) if cfg["fdd_samples"] > 0 else None
+    write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
+                                                         "fingerprint": generator_fingerprint(cfg, name)})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,8 +405,8 @@ def tune_one(cfg: dict, item: dict) -> None:
     results = solve_images(G, images, item["method"], task, item["settings"], cfg["evaluate"]["seed"],
                            batch_size=cfg["tune"]["batch_size"], **{TASK_PARAMETER[task]: cfg["tune"]["param"]})
     metrics = reconstruction_metrics(results.reconstructions, images)
-    _write_json(Path(item["path"]), {**item, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
-                                     "seconds": time.perf_counter() - t0})
+    write_json_atomically(Path(item["path"]), {**item, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                                               "seconds": time.perf_counter() - t0})
 
 
 def tuned_settings(cfg: dict, generator: str, method: str) -> tuple[dict, dict | None]:
@@ -595,8 +590,8 @@ def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | 
         if stage != "report":
             log = cfg["out"] / "stage_seconds.json"
             previous = json.loads(log.read_text()) if log.is_file() else []
-            _write_json(log, previous + [{"stage": stage, "items": done[stage], "seconds": seconds[stage],
-                                          "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
+            write_json_atomically(log, previous + [{"stage": stage, "items": done[stage], "seconds": seconds[stage],
+                                                    "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
     return {"ran": done, "seconds": seconds}
 
 

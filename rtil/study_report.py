@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 
-from rtil.checkpoints import replace_durably
+from rtil.atomic_files import write_json_atomically, write_text_atomically
 from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
-from rtil.evaluation.sweep import write_json_atomically
 from rtil.study import METRICS, copy_file, read_cells, tuned_settings, write_per_image_csv
 
 GRID_IMAGES = 3  # largest gains and largest losses shown per grid
@@ -170,10 +169,7 @@ def write_report(cfg: dict) -> Path:
         lines += ["## Against the papers' claims", "", cfg["claims"].strip(), ""]
     lines += _training(cfg, figures, stem, report.parent)
     lines += _stage_times(cfg)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    replace_durably(tmp, report)
+    write_text_atomically(report, "\n".join(lines) + "\n")
     write_json_atomically(out / "report.json", everything)
     print(f"report: {report}; per-image CSV: {csv_path}; figures: {figures}")
     return report

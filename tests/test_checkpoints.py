@@ -8,7 +8,8 @@ import torch
 
 import rtil
 from conftest import tiny_stylegan2
-from rtil.checkpoints import atomic_torch_save, read_generator_file, save_generator
+from rtil.atomic_files import atomic_torch_save
+from rtil.checkpoints import read_generator_file, save_generator
 from rtil.errors import RtilError
 
 

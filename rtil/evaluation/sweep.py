@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rtil.checkpoints import atomic_torch_save, load_generator, replace_durably, safe_torch_load
+from rtil.atomic_files import atomic_torch_save, write_json_atomically
+from rtil.checkpoints import load_generator, safe_torch_load
 from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings
@@ -136,7 +137,8 @@ def run_sweep(config_path: str | Path, out: str | Path | None = None, rank: int 
     device = device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     (out / "cells").mkdir(parents=True, exist_ok=True)
     cells = cell_list(cfg)  # raises for a missing generator file
-    write_json_atomically(out / "sweep_config.json", {**cfg, "cells": [c["id"] for c in cells]})
+    if rank == 0:  # the other ranks never read it; rank 0 merges only the cells it lists
+        write_json_atomically(out / "sweep_config.json", {**cfg, "cells": [c["id"] for c in cells]})
 
     mine = [c for i, c in enumerate(cells) if i % world_size == rank]
     todo = [c for c in mine if not (out / "cells" / f"{c['id']}.json").is_file()]
@@ -181,13 +183,6 @@ def solve_cell(cell: dict, G, images: torch.Tensor, names: list[str], cfg: dict,
     atomic_torch_save({"reconstructions": results.reconstructions, "measurement_views": results.measurement_views,
                        "truths": images.cpu()}, f"{base}.pt")
     write_json_atomically(Path(f"{base}.json"), _finite(record))
-
-
-def write_json_atomically(path: Path, obj) -> None:
-    """JSON written to a temporary file beside `path`, flushed and renamed over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    replace_durably(tmp, path)
 
 
 def merge_sweep(out: str | Path) -> dict:

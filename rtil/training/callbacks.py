@@ -11,7 +11,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
-from rtil.checkpoints import atomic_torch_save, replace_durably
+from rtil.atomic_files import atomic_torch_save, replace_durably
 from rtil.errors import RtilError
 
 

@@ -1,0 +1,73 @@
+"""Atomic file writes: a crash, a kill -9 or a second process writing the same file never leaves a
+half-written file behind. Every write goes to a uniquely named temporary file in the target's folder
+(so the final rename never crosses filesystems), is flushed to disk and renamed over the target."""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from rtil.errors import RtilError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write(f)` on a fresh temporary file beside `path`, then rename it over `path`.
+    The file gets the usual permissions (0666 less the umask)."""
+    path = Path(path)
+    if path.is_dir():
+        raise RtilError(f"{path} is a folder; give the file to write (e.g. {path / 'generator.pt'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise RtilError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        replace_durably(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """torch.save(obj) to `path`, atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 text to `path`, atomically."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json_atomically(path: str | os.PathLike, obj) -> None:
+    """`obj` as indented JSON to `path`, atomically."""
+    write_text_atomically(path, json.dumps(obj, indent=1))
+
+
+def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Flush `tmp` to disk and rename it over `path` (same folder), then flush the folder entry."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        folder = os.open(Path(path).parent, os.O_RDONLY)
+    except OSError:  # some filesystems cannot open folders; the rename itself is still atomic
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
