@@ -2,6 +2,8 @@
 half-written file behind. Every write goes to a uniquely named temporary file in the target's folder
 (so the final rename never crosses filesystems), is flushed to disk and renamed over the target."""
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -48,6 +50,18 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
 def write_json_atomically(path: str | os.PathLike, obj) -> None:
     """`obj` as indented JSON to `path`, atomically."""
     write_text_atomically(path, json.dumps(obj, indent=1))
+
+
+def write_csv_atomically(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Rows of dicts as CSV to `path`, atomically; the columns are every key, in order of first use."""
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(path, text.getvalue())
 
 
 def replace_durably(tmp: str | os.PathLike, path: str | os.PathLike) -> None:

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sweep ILO and mGANprior over compressed-sensing ratios")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-kimg", type=float, default=6.0,
+    p.add_argument("--train-kimg", type=float, default=5.0,
                    help="thousands of images to train each digits StyleGAN2 for (0 skips training and the sweep)")
     p.set_defaults(func=_cmd_demo)
 

@@ -20,7 +20,6 @@ claim items one at a time.
 The config format is documented in configs/study/digits.yaml.
 """
 
-import csv
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from rtil.atomic_files import write_json_atomically
+from rtil.atomic_files import write_csv_atomically, write_json_atomically
 from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.evaluation.sweep import TASK_PARAMETER, resolve_config_path
@@ -617,14 +616,7 @@ def write_per_image_csv(cells: list[dict], path: Path) -> list[dict]:
                          "settings": c["kind"], "task": c["task"], "param": c["param"], "image": image,
                          "measurement_loss": r["measurement_loss"][i],
                          **{m: r["metrics"][m][i] for m in METRICS if m in r["metrics"]}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        fieldnames = list(rows[0])
-        for row in rows:
-            fieldnames += [k for k in row if k not in fieldnames]
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomically(path, rows)
     return rows
 
 

@@ -1,5 +1,10 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,3 +52,24 @@ def perturb_(module, scale=0.3, seed=1):
         for p in module.parameters():
             p.add_(scale * torch.randn(p.shape, generator=gen))
     return module
+
+
+def _load_invert_script():
+    spec = importlib.util.spec_from_file_location("invert", ROOT / "invert.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_invert(argv) -> int:
+    """invert.py's main in this process; returns its exit status (argparse's SystemExit included)."""
+    global _invert
+    if _invert is None:
+        _invert = _load_invert_script()
+    try:
+        return _invert.main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+_invert = None

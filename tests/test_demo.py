@@ -1,9 +1,14 @@
 """The README demo's first step (build, sample, export, reload) and the CLI's error handling."""
 
-import pytest
+import pickle
 
+import pytest
+import torch
+
+from conftest import tiny_stylegan2
+from rtil.checkpoints import generator_record
 from rtil.cli import main as cli_main
-from rtil.demo import build_export_reload
+from rtil.demo import build_export_reload, what_the_demo_shows
 
 
 def test_demo_models_step_round_trips(tmp_path):
@@ -21,3 +26,51 @@ def test_cli_user_errors_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["frobnicate"])
     assert exit_info.value.code == 2
+
+
+def fake_training_checkpoint(path):
+    """What export reads from a Lightning checkpoint: the generator's weights under `G_ema.` and its
+    description under `rtil_generator`."""
+    rec = generator_record(tiny_stylegan2(8, 1))
+    info = {k: v for k, v in rec.items() if k not in ("g_ema", "g")}
+    torch.save({"state_dict": {f"G_ema.{k}": v for k, v in rec["g_ema"].items()}, "rtil_generator": info}, path)
+    return path
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def test_export_errors_are_one_line_with_status_2(tmp_path, capsys):
+    ckpt = fake_training_checkpoint(tmp_path / "run.ckpt")
+    assert cli_main(["export", str(ckpt), str(tmp_path / "g.pt")]) == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    malicious = tmp_path / "evil.ckpt"
+    malicious.write_bytes(pickle.dumps(Payload()))
+    cases = {
+        "to a folder": ([ckpt, tmp_path], "is a folder"),
+        "unwritable place": ([ckpt, a_file / "g.pt"], "cannot write"),
+        "a generator file, not a checkpoint": ([tmp_path / "g.pt", tmp_path / "h.pt"], "not a Lightning checkpoint"),
+        "a malicious pickle": ([malicious, tmp_path / "h.pt"], "not loaded"),
+        "a missing checkpoint": ([tmp_path / "none.ckpt", tmp_path / "h.pt"], "not found"),
+    }
+    for name, (args, message) in cases.items():
+        capsys.readouterr()
+        assert cli_main(["export", *map(str, args)]) == 2, name
+        captured = capsys.readouterr()
+        assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, (name, captured.err)
+        assert message in captured.err, (name, captured.err)
+        assert "payload ran" not in captured.out and "Traceback" not in captured.err, name
+        assert not (tmp_path / "h.pt").exists(), name
+
+
+def test_demo_text_says_what_its_figures_do_not_show_and_gives_the_measured_differences():
+    paired = [{"comparison": "rtil - vanilla", "method": "ilo", "task": "cs", "param": 0.25, "metric": "psnr",
+               "n": 8, "mean_difference": -0.4321, "low": -1.2, "high": 0.31},
+              {"comparison": "rtil - vanilla", "method": "ilo", "task": "cs", "param": 0.25, "metric": "ssim",
+               "n": 8, "mean_difference": 0.01, "low": 0.0, "high": 0.02}]
+    text = what_the_demo_shows(paired, 6.0, 8)
+    assert "do not show: whether RTIL helps" in text and "6 kimg" in text and "8 test digits" in text
+    assert "-0.43 [-1.20, +0.31]" in text and "0.01" not in text  # PSNR rows only

@@ -1,7 +1,6 @@
 """invert.py: an end-to-end run on the built-in test digits with a tiny exported generator, and one-line
 errors with exit status 2 for bad input."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import torch
 from PIL import Image
 
 import rtil
+from conftest import run_invert as run
 from conftest import tiny_stylegan2
 from rtil.models.pggan import Generator as PGGAN
 
@@ -24,23 +24,6 @@ FAST = {  # a few steps: the run's plumbing is tested here, solver quality in te
     "mganprior": "num_codes: 2\ncut_point: 2\nsteps: 4\n",
     "pulse": "restarts: 2\nsteps: 4\nproxy_samples: 500\n",
 }
-
-
-def load_invert():
-    spec = importlib.util.spec_from_file_location("invert", ROOT / "invert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-invert = load_invert()
-
-
-def run(argv) -> int:
-    try:
-        return invert.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse errors
-        return e.code
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_stylegan2
+from conftest import run_invert, tiny_stylegan2
 from rtil.checkpoints import save_generator
 from rtil.errors import RtilError
 from rtil.evaluation.sweep import cell_list, merge_sweep, read_sweep_config, run_sweep
@@ -127,11 +126,14 @@ def test_a_rerun_with_other_settings_computes_new_cells_instead_of_reporting_sta
     ({"num_images": "abc"}, "not a number"),
     ({"methods": {"csgm": {"steps": "abc"}}}, "bad csgm settings"),
 ])
-def test_every_cell_is_checked_before_the_first_one_runs(sweep_config, tmp_path, change, message):
+def test_every_cell_is_checked_before_the_first_one_runs(sweep_config, tmp_path, capsys, change, message):
+    """Through the CLI: one line on stderr, exit status 2, no traceback, and no cell solved."""
     cfg = {**yaml.safe_load(sweep_config.read_text()), **change}
     sweep_config.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(RtilError, match=re.escape(message)):
-        run_sweep(sweep_config, progress=False)
+    assert run_invert(["sweep", "--config", sweep_config, "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and message in captured.err
+    assert "Traceback" not in captured.out + captured.err
     assert not (tmp_path / "sweep" / "cells").exists()
 
 
@@ -149,3 +151,7 @@ def test_merge_refuses_an_unsafe_cell_file_without_running_it(sweep_config, tmp_
     with pytest.raises(RtilError, match="not loaded"):
         merge_sweep(out)
     assert "payload ran" not in capsys.readouterr().out
+    assert run_invert(["sweep", "--config", sweep_config, "--merge-only"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "not loaded" in captured.err
+    assert "payload ran" not in captured.out and "Traceback" not in captured.err

@@ -12,6 +12,7 @@ from rtil.data.digits import DigitsDataset, check_holdout, digits_test_images
 from rtil.data.folder import FolderDataset, find_image_files
 from rtil.data.sampler import InfiniteSampler
 from rtil.data.shards import expand_shard_urls, shard_dataset
+from rtil.data.sigterm import StoppableDataLoader
 from rtil.errors import RtilError
 
 DATASETS = ("digits", "folder", "shards")
@@ -124,7 +125,7 @@ class GanDataModule(pl.LightningDataModule):
             rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
             sampler = InfiniteSampler(len(self.train_dataset), seed=self.seed, shuffle=self.shuffle, rank=rank,
                                       world_size=world, start=self._start_iteration * self.batch_size)
-        return DataLoader(
+        return StoppableDataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
             sampler=sampler,

@@ -18,7 +18,6 @@ paired.csv (model differences on the same images and operators), metric-vs-param
 truth | measurement | reconstruction grids.
 """
 
-import csv
 import hashlib
 import json
 import math
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rtil.atomic_files import atomic_torch_save, write_json_atomically
+from rtil.atomic_files import atomic_torch_save, write_csv_atomically, write_json_atomically, write_text_atomically
 from rtil.checkpoints import load_generator, safe_torch_load
 from rtil.config import read_yaml
 from rtil.errors import RtilError
@@ -217,20 +216,20 @@ def merge_sweep(out: str | Path) -> dict:
             else:
                 entry.update({f"{m}_mean": None, f"{m}_low": None, f"{m}_high": None})
         summary.append(entry)
-    _write_csv(out / "results.csv", rows)
-    _write_csv(out / "summary.csv", summary)
+    write_csv_atomically(out / "results.csv", rows)
+    write_csv_atomically(out / "summary.csv", summary)
     order = list(json.loads(config_path.read_text())["models"]) if config_path.is_file() else None
     paired = paired_rows(cells, order)
     if paired:
-        _write_csv(out / "paired.csv", paired)
+        write_csv_atomically(out / "paired.csv", paired)
         for comparison in sorted({p["comparison"] for p in paired}):
             rows = [{**p, "label": f"{p['method']} {p['task']} {p['param']}"} for p in paired
                     if p["comparison"] == comparison and p["metric"] == "psnr"]
             name = comparison.replace(" ", "")
             plot_paired_differences(rows, out / "curves" / f"paired_{name}_psnr.png", f"{comparison}: PSNR")
-    (out / "summary.json").write_text(json.dumps(_finite({"summary": summary, "paired": paired,
-                                                          "metric_settings": cells[0]["metric_settings"],
-                                                          "lpips": cells[0]["lpips"]}), indent=1))
+    write_json_atomically(out / "summary.json", _finite({"summary": summary, "paired": paired,
+                                                         "metric_settings": cells[0]["metric_settings"],
+                                                         "lpips": cells[0]["lpips"]}))
     for task in sorted({c["task"] for c in cells}):
         for m in METRICS:
             if any(s[f"{m}_mean"] is not None for s in summary if s["task"] == task):
@@ -275,15 +274,8 @@ def write_grids(out: Path, cells: list[dict]) -> None:
         scores = [None, None] + [c["metrics"]["psnr"][:n] for c in members]
         save_comparison_grid([col.float() for col in columns], out / "grids" / f"{method}_{task}_{param}.png",
                              labels=["truth", "measurement"] + [c["model"] for c in members], scores=scores)
-        (out / "grids" / f"{method}_{task}_{param}.txt").write_text(
-            "columns: truth | measurement | " + " | ".join(c["model"] for c in members) + "\n")
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        columns_text = "columns: truth | measurement | " + " | ".join(c["model"] for c in members) + "\n"
+        write_text_atomically(out / "grids" / f"{method}_{task}_{param}.txt", columns_text)
 
 
 def _finite(obj):

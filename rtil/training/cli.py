@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from rtil.data import sigterm
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
 from rtil.training.base import GanModule
@@ -158,6 +159,7 @@ def main(args=None) -> RtilCLI:
     """Run the training CLI (`args` as on the command line; None reads sys.argv). Returns the CLI
     object (its `.trainer` and `.model`) for programmatic use; user errors exit with status 2."""
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
+    sigterm.force_exit_seconds = 10.0  # a SIGTERM during a data wait ends the process even if clean-up hangs
     try:
         # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
         # --optimizer / --lr_scheduler options would silently replace them.
@@ -166,6 +168,9 @@ def main(args=None) -> RtilCLI:
                       save_config_kwargs={"overwrite": True},
                       trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
                                         "default_root_dir": "outputs/train"})
+    except sigterm.TerminatedWhileReading as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(sigterm.EXIT_STATUS)
     except Exception as e:  # our own errors, however deeply wrapped, are one line and exit status 2
         cause = _rtil_error_in(e)
         if cause is None:
