@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from rtil.checkpoints import load_generator
-from rtil.evaluation.metrics import psnr, to_unit_range
+from rtil.evaluation.metrics import psnr, reconstruction_metrics, to_unit_range
 from rtil.evaluation.stats import mean_ci
-from rtil.inverse.run import load_settings, reconstruction_metrics, solve_images
+from rtil.inverse.run import load_settings, solve_images
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "invert"
 TASKS = {"cs": {"ratio": 0.25}, "inpaint": {"ratio": 0.3}, "sr": {"factor": 2}, "denoise": {"sigma": 0.1}}

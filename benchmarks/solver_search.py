@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from rtil.checkpoints import load_generator
 from rtil.data.digits import digits_test_images
+from rtil.evaluation.metrics import reconstruction_metrics
 from rtil.evaluation.stats import mean_ci
-from rtil.inverse.run import SOLVERS, make_solver, reconstruction_metrics, solve_images
+from rtil.inverse.run import SOLVERS, make_solver, solve_images
 
 # Candidate changes to the defaults, one axis at a time (coordinate search around the current defaults).
 GRIDS = {

@@ -5,6 +5,7 @@ half-written file behind. Every write goes to a uniquely named temporary file in
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -45,6 +46,17 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text to `path`, atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def json_safe(obj):
+    """`obj` with NaN and infinite floats replaced by None (JSON has neither; e.g. an interval from one image)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_json_atomically(path: str | os.PathLike, obj) -> None:

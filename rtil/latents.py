@@ -142,7 +142,9 @@ class DirichletFusion:
 def fuse_states(state: SynthesisState, weights: torch.Tensor) -> SynthesisState:
     """Fuse a state of B*N samples (code-major within each sample: row b*N + j is code j of
     sample b) into B samples: x = sum_j weights[b, j] * x[b, j]. `weights` is (B, N) or
-    (B, N, C) for per-channel weights. Other state fields are taken from each sample's first code."""
+    (B, N, C) for per-channel weights. The skip image (StyleGAN2), which has image channels instead of
+    feature channels, is fused with the weights averaged over channels (with equal weights, the mean).
+    Styles and noise maps are taken from each sample's first code."""
     b, n = weights.shape[:2]
     x = state.x.reshape(b, n, *state.x.shape[1:])
     w = weights.reshape(b, n, -1, *([1] * (x.ndim - 3))).to(x.dtype)
@@ -152,7 +154,12 @@ def fuse_states(state: SynthesisState, weights: torch.Tensor) -> SynthesisState:
         return None if t is None or t.shape[0] != b * n else t.reshape(b, n, *t.shape[1:])[:, 0]
 
     noises = None if state.noises is None else [first(t) if t.shape[0] == b * n else t for t in state.noises]
-    return SynthesisState(x=fused, cut=state.cut, ws=first(state.ws), noises=noises, img=first(state.img))
+    img = None
+    if state.img is not None:
+        per_code = weights.mean(dim=2) if weights.ndim == 3 else weights  # (B, N)
+        images = state.img.reshape(b, n, *state.img.shape[1:])
+        img = (per_code[:, :, None, None, None].to(images.dtype) * images).sum(dim=1)
+    return SynthesisState(x=fused, cut=state.cut, ws=first(state.ws), noises=noises, img=img)
 
 
 def member_weights(num_members: int, mode: str = "equal", lam: float = 0.5) -> list[float]:

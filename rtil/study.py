@@ -224,9 +224,9 @@ def study_images(cfg: dict, which: str, resolution: int, channels: int):
     spec = cfg[which]["images"]
     first, count = spec["first"], spec["count"]
     if "folder" in spec:
-        from rtil.inverse.run import load_images
+        from rtil.data.images import load_images
 
-        images, names = load_images(spec["folder"], _Shape(resolution, channels), first + count)
+        images, names = load_images(spec["folder"], resolution, channels, first + count)
         return images[first:], names[first:]
     if spec["split"] == "test":
         pool = digits_test_images(resolution, channels)
@@ -236,13 +236,6 @@ def study_images(cfg: dict, which: str, resolution: int, channels: int):
         raise RtilError(f"{which}: images {first}..{first + count - 1} of the {spec['split']} split do not exist "
                         f"(it has {pool.shape[0]})")
     return pool[first:first + count], [f"{spec['split']}/{first + i}" for i in range(count)]
-
-
-class _Shape:
-    """What load_images needs to know of a generator: its image size and channels."""
-
-    def __init__(self, resolution: int, channels: int):
-        self.resolution, self.img_channels = resolution, channels
 
 
 def study_device(cfg: dict) -> str:
@@ -395,7 +388,8 @@ def tune_items(cfg: dict) -> list[dict]:
 
 def tune_one(cfg: dict, item: dict) -> None:
     from rtil.checkpoints import load_generator
-    from rtil.inverse.run import reconstruction_metrics, solve_images
+    from rtil.evaluation.metrics import reconstruction_metrics
+    from rtil.inverse.run import solve_images
 
     G = load_generator(cfg["out"] / "generators" / f"{item['generator']}.pt", device=study_device(cfg))
     images, _ = study_images(cfg, "tune", G.resolution, G.img_channels)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from rtil.errors import RtilError
+from rtil.inverse.objectives import add_stochastic_noise
 from rtil.inverse.operators import (
     BoxMask,
     CompressedSensing,
@@ -17,7 +18,6 @@ from rtil.inverse.operators import (
     Identity,
     MaskImage,
     RandomMask,
-    add_stochastic_noise,
     build_operator,
 )
 

@@ -13,13 +13,17 @@ from rtil.errors import RtilError
 from rtil.evaluation.metrics import psnr, to_unit_range
 from rtil.inverse.csgm import CSGM
 from rtil.inverse.ilo import ILO, _Round
+from rtil.inverse.latent_spaces import latent_space
 from rtil.inverse.mapping_proxy import fit_mapping_proxy, leaky_relu_inverse
 from rtil.inverse.mganprior import MGANPrior
+from rtil.inverse.objectives import geocross
 from rtil.inverse.operators import CompressedSensing, RandomMask
+from rtil.inverse.optimize import learning_rate
 from rtil.inverse.projections import project_to_sphere
 from rtil.inverse.pulse import Pulse
+from rtil.inverse.randomness import image_generators
+from rtil.inverse.results import IterateTracker
 from rtil.inverse.run import SOLVERS, load_settings, make_solver, solve_images
-from rtil.inverse.solvers import IterateTracker, geocross, image_generators, learning_rate, start_noises
 from rtil.models.pggan import Generator as PGGAN
 from rtil.models.state import SynthesisState
 
@@ -433,6 +437,11 @@ def test_learning_rate_schedule():
     assert learning_rate(50, 100, 0.1, 0.05, 0.25) == pytest.approx(0.1)
     assert learning_rate(99, 100, 0.1, 0.05, 0.25) < 0.01
     assert learning_rate(99, 100, 0.1, 0.0, 0.0) == 0.1
+
+
+def start_noises(G, gens, restarts, noise_start, device):
+    return latent_space(G, "gaussian-w+", proxy=fit_mapping_proxy(G, 100), noise_start=noise_start).draw_noises(
+        gens, restarts, 1)
 
 
 def test_start_noises_const_copies_the_stored_maps_and_random_draws_per_image():

@@ -160,3 +160,15 @@ def metric_settings(lpips_metric: LpipsMetric | None = None) -> dict:
         "lpips": lpips_settings,
         "torch": torch.__version__,
     }
+
+
+def reconstruction_metrics(reconstructions: torch.Tensor, truths: torch.Tensor, lpips_metric=None) -> dict:
+    """Per-image PSNR, SSIM (and LPIPS if a metric is given) of reconstructions vs truths, both (N, C, H, W)
+    in [-1, 1]: {"psnr": [...], "ssim": [...], "lpips": [...]}, values as Python floats."""
+    pred, target = to_unit_range(reconstructions.cpu()), to_unit_range(truths.cpu())
+    if lpips_metric is not None:
+        device = next(lpips_metric.parameters()).device
+        values = image_metrics(pred.to(device), target.to(device), lpips_metric)
+    else:
+        values = image_metrics(pred, target)
+    return {name: v.cpu().tolist() for name, v in values.items()}

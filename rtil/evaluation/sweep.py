@@ -20,7 +20,6 @@ truth | measurement | reconstruction grids.
 
 import hashlib
 import json
-import math
 import os
 import time
 from functools import lru_cache
@@ -30,15 +29,22 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rtil.atomic_files import atomic_torch_save, write_csv_atomically, write_json_atomically, write_text_atomically
+from rtil.atomic_files import (
+    atomic_torch_save,
+    json_safe,
+    write_csv_atomically,
+    write_json_atomically,
+    write_text_atomically,
+)
 from rtil.checkpoints import load_generator, safe_torch_load
 from rtil.config import read_yaml
+from rtil.data.images import load_images
 from rtil.errors import RtilError
-from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings
+from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings, reconstruction_metrics
 from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
 from rtil.inverse.operators import build_operator
-from rtil.inverse.run import load_images, load_settings, make_solver, reconstruction_metrics, solve_images
+from rtil.inverse.run import load_settings, make_solver, solve_images
 
 TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
 METRICS = ("psnr", "ssim", "lpips")
@@ -153,7 +159,7 @@ def run_sweep(config_path: str | Path, out: str | Path | None = None, rank: int 
             generators = {cell["model"]: load_generator(cfg["models"][cell["model"]], device=device)}
         G = generators[cell["model"]]
         if images is None:
-            images, names = load_images(cfg["images"], G, cfg["num_images"])
+            images, names = load_images(cfg["images"], G.resolution, G.img_channels, cfg["num_images"])
         solve_cell(cell, G, images, names, cfg, lpips_metric, out)
 
     if world_size > 1 and "MASTER_ADDR" in os.environ:  # launched by torchrun: wait for every rank
@@ -181,7 +187,7 @@ def solve_cell(cell: dict, G, images: torch.Tensor, names: list[str], cfg: dict,
     base = out / "cells" / cell["id"]
     atomic_torch_save({"reconstructions": results.reconstructions, "measurement_views": results.measurement_views,
                        "truths": images.cpu()}, f"{base}.pt")
-    write_json_atomically(Path(f"{base}.json"), _finite(record))
+    write_json_atomically(Path(f"{base}.json"), json_safe(record))
 
 
 def merge_sweep(out: str | Path) -> dict:
@@ -227,7 +233,7 @@ def merge_sweep(out: str | Path) -> dict:
                     if p["comparison"] == comparison and p["metric"] == "psnr"]
             name = comparison.replace(" ", "")
             plot_paired_differences(rows, out / "curves" / f"paired_{name}_psnr.png", f"{comparison}: PSNR")
-    write_json_atomically(out / "summary.json", _finite({"summary": summary, "paired": paired,
+    write_json_atomically(out / "summary.json", json_safe({"summary": summary, "paired": paired,
                                                          "metric_settings": cells[0]["metric_settings"],
                                                          "lpips": cells[0]["lpips"]}))
     for task in sorted({c["task"] for c in cells}):
@@ -276,17 +282,6 @@ def write_grids(out: Path, cells: list[dict]) -> None:
                              labels=["truth", "measurement"] + [c["model"] for c in members], scores=scores)
         columns_text = "columns: truth | measurement | " + " | ".join(c["model"] for c in members) + "\n"
         write_text_atomically(out / "grids" / f"{method}_{task}_{param}.txt", columns_text)
-
-
-def _finite(obj):
-    """JSON-safe: NaN/inf become None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _barrier() -> None:

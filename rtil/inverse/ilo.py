@@ -47,32 +47,11 @@ from dataclasses import dataclass, field
 import torch
 
 from rtil.errors import RtilError
-from rtil.inverse.mapping_proxy import MappingProxy, fit_mapping_proxy
-from rtil.inverse.projections import project_l1_ball
-from rtil.inverse.solvers import (
-    IterateTracker,
-    MeasurementObjective,
-    Progress,
-    Solver,
-    SolveResult,
-    check_generator,
-    check_noise_start,
-    check_schedule,
-    check_select,
-    check_stochastic_noise,
-    first_style_after,
-    generator_device,
-    geocross,
-    image_generators,
-    learning_rate,
-    norms,
-    randn_rows,
-    record_final,
-    run_optimizer,
-    start_noises,
-    stylegan2_state,
-    to_sphere_,
-)
+from rtil.inverse.latent_spaces import LatentSpace, check_noise_start, latent_space, prepare_proxy
+from rtil.inverse.objectives import geocross
+from rtil.inverse.optimize import Progress, check_schedule, learning_rate, record_final, run_optimizer
+from rtil.inverse.projections import norms, project_l1_ball, project_to_sphere_
+from rtil.inverse.solver import Solver
 from rtil.models.state import SynthesisState
 
 
@@ -81,10 +60,9 @@ class ILO(Solver):
     """ILO settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/ilo.yaml).
 
     cut_points: cut point of each round, starting with 0.
-    steps, lr: per round (one value each).
-    warmup, rampdown: schedule fractions of each round's steps.
-    noise_layers: per round, how many of the first noise maps may be optimised (StyleGAN2; the paper: 5 + 2r of
-        17 at 1024 px); the maps upstream of a round's cut are frozen whatever this says.
+    steps, lr: per round (one value each); the schedule fractions warmup, rampdown apply to each round.
+    noise_layers: per round, how many of the first noise maps may be optimised (the paper: 5 + 2r of 17 at
+        1024 px); the maps upstream of a round's cut are frozen whatever this says.
     noise_start: "const" (the generator's stored maps) or "random" (per-image N(0, 1)).
     project_sphere: keep latent rows and optimised noise maps at their round-start norms.
     project_l1, l1_radius: per round >= 1, keep the features in the l1 ball of radius l1_radius * C * H * W
@@ -92,16 +70,15 @@ class ILO(Solver):
     latent_l1_radius, noise_l1_radius: per round >= 1, l1 balls (radius per entry) around the round-start values
         of the W+ rows and of each optimised noise map; None: unconstrained.
     project_range, range_steps, range_lr: the range projection between rounds (see the module docstring).
-    geocross: weight of the GeoCross penalty between the W+ rows still optimised (StyleGAN2).
-    perceptual, select: as in CSGM. stochastic_noise: SNA std, or "measurement" (the operator's noise std).
-    proxy_samples, proxy_seed: fit of the mapping proxy (StyleGAN2).
+    geocross: weight of the GeoCross penalty between the W+ rows still optimised.
+    proxy_samples, proxy_seed: fit of the mapping proxy.
+    Common settings (warmup, rampdown, perceptual, stochastic_noise, select): see Solver; ILO's defaults are
+    perceptual 1 and stochastic_noise "measurement" (the operator's noise std).
     """
 
     cut_points: list[int] = field(default_factory=lambda: [0, 1, 2])
     steps: list[int] = field(default_factory=lambda: [200, 100, 100])
     lr: list[float] = field(default_factory=lambda: [0.3, 0.05, 0.05])
-    warmup: float = 0.05
-    rampdown: float = 0.25
     noise_layers: list[int] = field(default_factory=lambda: [1, 3, 5])
     noise_start: str = "const"
     project_sphere: bool = True
@@ -115,13 +92,12 @@ class ILO(Solver):
     geocross: float = 0.01
     perceptual: float = 1.0
     stochastic_noise: float | str = "measurement"
-    select: str = "best"
     proxy_samples: int = 20000
     proxy_seed: int = 0
 
     method = "ilo"
 
-    def __post_init__(self):
+    def check(self):
         self.cut_points = [int(c) for c in self.cut_points]
         self.steps = [int(s) for s in self.steps]
         self.lr = [float(v) for v in self.lr]
@@ -150,12 +126,8 @@ class ILO(Solver):
         check_noise_start(self.noise_start)
         if self.range_steps < 1 or not self.range_lr > 0:
             raise RtilError(f"range_steps must be >= 1 and range_lr > 0, got {self.range_steps} and {self.range_lr}")
-        if self.perceptual < 0:
-            raise RtilError(f"perceptual must be >= 0, got {self.perceptual}")
         for lr in self.lr:
             check_schedule(lr, self.warmup, self.rampdown)
-        check_stochastic_noise(self.stochastic_noise)
-        check_select(self.select)
 
     @property
     def range_projections(self) -> int:
@@ -166,42 +138,35 @@ class ILO(Solver):
     def total_steps(self) -> int:
         return sum(self.steps) + self.range_projections * self.range_steps
 
-    def solve(self, G, operator, y: torch.Tensor, seed: int = 0, item_offset: int = 0, perceptual=None,
-              proxy: MappingProxy | None = None, progress: Progress = None,
-              on_round_end=None, on_range_projection=None) -> SolveResult:
-        """Reconstruct the B images measured as y by `operator` (see CSGM.solve); `proxy` skips the fit.
+    def prepare(self, G) -> dict:
+        return {"proxy": prepare_proxy(G, self.proxy_samples, self.proxy_seed)}
 
-        For checks: on_round_end(r, features, center), if given, is called after every round r >= 1 with that
-        round's final features and the centre of its l1 ball; on_range_projection(r, target, reached), after
-        the range projection that follows round r, with round r's features and the features the re-optimised
-        variables of round r - 1 reach at the same cut (all (B, C, H, W))."""
-        check_generator(G, operator, y)
+    def check_fits(self, G) -> None:
         if self.cut_points[-1] > G.highest_cut:
             raise RtilError(f"ILO cut point {self.cut_points[-1]} does not exist: this generator's cut points "
                             f"are 0..{G.highest_cut}")
-        stylegan = G.family == "stylegan2"
-        b, device = operator.batch_size, generator_device(G)
-        gens = image_generators(b, seed, item_offset)
-        if stylegan:
-            proxy = proxy or fit_mapping_proxy(G, self.proxy_samples, self.proxy_seed)
-            latent = randn_rows(gens, (G.num_ws, G.w_dim), 1, device)
-            noises = start_noises(G, gens, 1, self.noise_start, device)
-        else:
-            latent = randn_rows(gens, (1, G.z_dim), 1, device)  # one row, like W+
-            noises = []
-        to_sphere_([latent], [latent.shape[-1] ** 0.5], dims=-1)  # the typical norm sqrt(dim)
-        data_term = MeasurementObjective(operator, y, gens, perceptual, self.perceptual, self.stochastic_noise)
-        tracker = IterateTracker(self.select)
+
+    def optimize(self, G, gens, data_term, tracker, progress, proxy=None, on_round_end=None,
+                 on_range_projection=None):
+        """The rounds (see the module docstring). For checks: on_round_end(r, features, center), if given, is
+        called after every round r >= 1 with that round's final features and the centre of its l1 ball;
+        on_range_projection(r, target, reached), after the range projection that follows round r, with round
+        r's features and the features the re-optimised variables of round r - 1 reach at the same cut (all
+        (B, C, H, W))."""
+        proxy = proxy or self.prepare(G)["proxy"]
+        space = latent_space(G, "gaussian-w+", proxy, self.noise_start)
+        latent, noises = space.draw(gens)
+        project_to_sphere_(latent, dim=-1, radius=latent.shape[-1] ** 0.5)  # the typical norm sqrt(dim)
         start: SynthesisState | None = None  # the state at this round's cut that the round starts from
         previous: _Round | None = None
         round_losses = []
         for r, cut in enumerate(self.cut_points):
             tracker.new_round()  # the returned iterate comes from the final round (Algorithm 1, line 7)
-            current = _Round(self, G, proxy, r, cut, latent, noises, start)
+            current = _Round(self, space, r, cut, latent, noises, start)
 
             def objective(images, current=current):
                 data, measured = data_term(images)
-                if stylegan and self.geocross > 0:
+                if self.geocross > 0:
                     data = data + self.geocross * geocross(current.rows)
                 return data, measured
 
@@ -216,24 +181,25 @@ class ILO(Solver):
             with torch.no_grad():
                 latent, noises, state = current.latent(), current.noises(), current.state()
             if self.project_range and previous is not None:
-                latent, noises, state = self._project_to_range(G, proxy, previous, current, progress)
+                latent, noises, state = self._project_to_range(space, previous, current, progress)
                 if on_range_projection is not None:
                     on_range_projection(r, current.features.detach().clone(), state.x.clone())
             with torch.no_grad():
                 start = G.advance(state, self.cut_points[r + 1])
             previous = current
-        info = {"perceptual": data_term.status, "stochastic_noise": data_term.stochastic_noise,
+        info = {"stochastic_noise": data_term.stochastic_noise,
                 "rounds": [{"cut": c, "trainable_noise_maps": len(_Round.trainable_indices(self, G, r, c))}
                            for r, c in enumerate(self.cut_points)],
                 "range_projections": self.range_projections}
-        if stylegan:
+        if proxy is not None:
             info["mapping_proxy"] = proxy.describe()
-        return tracker.result(b, info=info, round_losses=torch.stack(round_losses))
+        return info, torch.stack(round_losses)
 
-    def _project_to_range(self, G, proxy, previous: "_Round", current: "_Round", progress: Progress):
+    def _project_to_range(self, space: LatentSpace, previous: "_Round", current: "_Round", progress: Progress):
         """Algorithm 1, lines 5-6: re-optimise `previous`'s variables (under its constraints) so that its
         features at current.cut match current's solution; returns the (latent, noises, state at current.cut)
         that the next round continues from: upstream of the cut from the projection, downstream from `current`."""
+        G = space.G
         target = current.features.detach()
         params = [p for p in previous.params if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.range_lr)
@@ -253,32 +219,26 @@ class ILO(Solver):
             latent = torch.cat([previous.latent()[:, :first], current.latent()[:, first:]], dim=1)
             noises = previous.noises()[:first] + current.noises()[first:]
             reached = G.advance(previous.state(), current.cut)
-            if G.family == "stylegan2":
-                state = stylegan2_state(G, current.cut, reached.x, proxy(latent), noises, reached.img)
-            else:
-                state = SynthesisState(x=reached.x, cut=current.cut)
+            state = G.state_at(current.cut, reached.x, space.styles(latent), noises or None, reached.img)
         return latent, noises, state
 
 
 class _Round:
     """The variables of ILO round r at cut `cut`, and their constraints.
 
-    latent: (B, num_ws, w_dim) Gaussianised W+ (StyleGAN2) or (B, 1, z_dim) (PGGAN); noises: per-layer maps
-    (B, 1, H, W) (StyleGAN2); start: the state at `cut` the round starts from (None at cut 0). Rows and maps
-    upstream of the cut are frozen; rows downstream and the maps allowed by noise_layers[r] are optimised, and
-    so are the features at the cut (cut > 0)."""
+    latent: (B, L, D) rows of the latent space (W+ rows, or a PGGAN's one z row); noises: per-layer maps
+    (B, 1, H, W) ([] without noise inputs); start: the state at `cut` the round starts from (None at cut 0).
+    Rows and maps upstream of the cut (before G.first_style_after(cut)) are frozen; rows downstream and the
+    maps allowed by noise_layers[r] are optimised, and so are the features at the cut (cut > 0)."""
 
-    def __init__(self, ilo: ILO, G, proxy, r: int, cut: int, latent: torch.Tensor, noises: list[torch.Tensor],
-                 start: SynthesisState | None):
-        self.G, self.proxy, self.cut, self.start = G, proxy, cut, start
+    def __init__(self, ilo: ILO, space: LatentSpace, r: int, cut: int, latent: torch.Tensor,
+                 noises: list[torch.Tensor], start: SynthesisState | None):
+        self.space, self.G, self.cut, self.start = space, space.G, cut, start
         self.project_sphere = ilo.project_sphere
-        stylegan = G.family == "stylegan2"
-        # StyleGAN2: the W+ rows and noise maps from `first` on are used downstream of the cut.
-        # PGGAN: its one latent row is upstream of every cut > 0.
-        self.first = first = first_style_after(cut) if stylegan else (0 if cut == 0 else 1)
+        self.first = first = self.G.first_style_after(cut)
         self.frozen_latent = latent[:, :first].detach()
         self.rows = latent[:, first:].detach().clone().requires_grad_()
-        trainable = set(self.trainable_indices(ilo, G, r, cut))
+        trainable = set(self.trainable_indices(ilo, self.G, r, cut))
         self.frozen_noises = [n.detach() for n in noises[:first]]
         self.own_noises = [n.detach().clone().requires_grad_(first + i in trainable)
                            for i, n in enumerate(noises[first:])]
@@ -303,9 +263,7 @@ class _Round:
     @staticmethod
     def trainable_indices(ilo: ILO, G, r: int, cut: int) -> list[int]:
         """Indices of the noise maps optimised in round r: downstream of the cut and < noise_layers[r]."""
-        if G.family != "stylegan2":
-            return []
-        return list(range(first_style_after(cut), min(ilo.noise_layers[r], G.num_layers)))
+        return list(range(G.first_style_after(cut), min(ilo.noise_layers[r], len(G.noise_shapes()))))
 
     @property
     def params(self) -> list[torch.Tensor]:
@@ -319,13 +277,12 @@ class _Round:
         return self.frozen_noises + self.own_noises
 
     def state(self) -> SynthesisState:
-        """The state at the cut for the current values (features used for cut > 0; for StyleGAN2 with the skip
-        image of the frozen upstream blocks, from the start state)."""
-        if self.G.family != "stylegan2":
-            return self.G.start_state(self.rows[:, 0]) if self.cut == 0 else SynthesisState(x=self.features,
-                                                                                             cut=self.cut)
-        img = self.start.img if self.cut > 0 else None
-        return stylegan2_state(self.G, self.cut, self.features, self.proxy(self.latent()), self.noises(), img)
+        """The state at the cut for the current values (features used for cut > 0, with the skip image of the
+        frozen upstream blocks from the start state)."""
+        if self.cut == 0:
+            return self.space.start_state(self.latent(), self.noises())
+        return self.G.state_at(self.cut, self.features, self.space.styles(self.latent()), self.noises() or None,
+                               self.start.img)
 
     def render(self) -> torch.Tensor:
         return self.G.synthesize(self.state())
@@ -334,8 +291,9 @@ class _Round:
     def project(self) -> None:
         """After each step: spheres (rows, optimised noise maps), then the l1 balls."""
         if self.project_sphere:
-            to_sphere_([self.rows], self.row_norms, dims=-1)
-            to_sphere_(self.trainable, self.noise_norms, dims=(1, 2, 3))
+            project_to_sphere_(self.rows, dim=-1, radius=self.row_norms[0])
+            for n, radius in zip(self.trainable, self.noise_norms, strict=True):
+                project_to_sphere_(n, dim=(1, 2, 3), radius=radius)
         if self.feature_radius is not None:
             self.features.copy_(project_l1_ball(self.features, self.feature_radius, self.center))
         if self.row_radius is not None:

@@ -56,9 +56,10 @@ class MappingProxy:
 
 @torch.no_grad()
 def fit_mapping_proxy(G, num_samples: int = 20000, seed: int = 0, batch_size: int = 4096) -> MappingProxy:
-    """Fit the proxy of StyleGAN2 generator G from `num_samples` draws z ~ N(0, I) (seeded), in float64."""
-    if getattr(G, "family", None) != "stylegan2":
-        raise RtilError("the mapping proxy needs a StyleGAN2 generator (it Gaussianises the mapping network's output)")
+    """Fit the proxy of generator G from `num_samples` draws z ~ N(0, I) (seeded), in float64."""
+    if not isinstance(getattr(G, "mapping", None), torch.nn.Module):
+        raise RtilError("the mapping proxy needs a generator with a mapping network (a StyleGAN2): it Gaussianises "
+                        "the mapping network's output")
     if num_samples < 2:
         raise RtilError(f"the mapping proxy needs at least 2 samples, got {num_samples}")
     device = G.mapping.w_avg.device

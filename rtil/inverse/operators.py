@@ -507,22 +507,6 @@ class Denoise(Identity):
         return {"sigma": self.sigma, "clip": self.clip}
 
 
-def add_stochastic_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """ILO's Stochastic Noise Addition (SNA): images + sigma * e, e ~ N(0, I) fresh at every call.
-
-    Solvers apply it to the *generated* images before the forward operator in the loss, loss(A(SNA(G(z))), y),
-    so that the generator is not pushed to reproduce the measurement noise (typically sigma = the known noise
-    level). images: (B, C, H, W); the noise is not part of the graph, gradients pass through unchanged.
-    """
-    if sigma < 0:
-        raise RtilError(f"sigma must be >= 0, got {sigma}")
-    if sigma == 0:
-        return images
-    device = generator.device if generator is not None else images.device
-    noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype).to(images.device)
-    return images + sigma * noise
-
-
 # --------------------------------------------------------------------------------------------------------- factory
 
 _TASK_OPTIONS = {

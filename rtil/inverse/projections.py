@@ -65,3 +65,8 @@ def project_to_sphere(x: torch.Tensor, dim=-1, radius=None, eps: float = 1e-12) 
 def project_to_sphere_(x: torch.Tensor, dim=-1, radius=None, eps: float = 1e-12) -> torch.Tensor:
     """In-place `project_to_sphere`; returns x."""
     return x.copy_(project_to_sphere(x, dim, radius, eps))
+
+
+def norms(tensors, dims) -> list[torch.Tensor]:
+    """The Euclidean norm of each tensor over `dims` (keepdim shape), e.g. to keep it on that sphere."""
+    return [torch.linalg.vector_norm(t.detach(), dim=dims, keepdim=True) for t in tensors]

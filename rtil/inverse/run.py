@@ -1,8 +1,8 @@
 """Solve a set of images with one method on one task: what `invert.py solve` (and a sweep) calls.
 
-    images, names = load_images("digits-test", G, num_images=32)
+    images, names = load_images("digits-test", G.resolution, G.img_channels, num_images=32)  # rtil.data.images
     results = solve_images(G, images, "ilo", "cs", settings, seed, ratio=0.25)
-    metrics = reconstruction_metrics(results.reconstructions, images, lpips_metric)
+    metrics = reconstruction_metrics(results.reconstructions, images, lpips_metric)  # rtil.evaluation.metrics
 
 Images are split into batches; the batch holding images k..k+B-1 gets operators built with item_offset=k
 and per-image random starts drawn for images k.., so every image gets the same operator and start whatever
@@ -20,14 +20,13 @@ from rtil.config import read_yaml
 from rtil.errors import RtilError
 from rtil.inverse.csgm import CSGM
 from rtil.inverse.ilo import ILO
-from rtil.inverse.mapping_proxy import fit_mapping_proxy
 from rtil.inverse.mganprior import MGANPrior
 from rtil.inverse.operators import build_operator
 from rtil.inverse.pulse import Pulse
-from rtil.inverse.solvers import check_generator, generator_device, image_generators
+from rtil.inverse.randomness import image_generators
+from rtil.inverse.solver import check_generator, generator_device
 
 SOLVERS = {"csgm": CSGM, "ilo": ILO, "mganprior": MGANPrior, "pulse": Pulse}
-DIGITS_TEST = "digits-test"
 TASKS = ("cs", "inpaint", "sr", "denoise")
 MEASUREMENT_NOISE_STREAM = 0x4015E
 
@@ -75,36 +74,6 @@ def _solver(method: str, settings: dict):
 def load_settings(path: str | Path) -> dict:
     """A solver settings file (YAML mapping of setting -> value, optionally with 'method'; may be empty)."""
     return read_yaml(path, empty_ok=True)
-
-
-def load_images(source: str | Path, G, num_images: int | None = None) -> tuple[torch.Tensor, list[str]]:
-    """The first `num_images` (default all) images of `source`, (N, C, R, R) in [-1, 1], and their names.
-    source: "digits-test" (the built-in test digits at G's resolution and channels) or a folder of images,
-    which must already have G's size and channels (no silent resizing or conversion)."""
-    if num_images is not None and num_images < 1:
-        raise RtilError(f"the number of images must be >= 1, got {num_images}")
-    if str(source) == DIGITS_TEST:
-        from rtil.data.digits import digits_test_images
-
-        images = digits_test_images(G.resolution, G.img_channels)[:num_images]
-        return images, [f"digits-test/{i}" for i in range(images.shape[0])]
-
-    from rtil.data.folder import UNREADABLE_IMAGE_ERRORS, find_image_files, image_to_tensor, open_image
-
-    files = find_image_files(source)[:num_images]
-    tensors = []
-    for f in files:
-        try:
-            img = open_image(f)
-        except UNREADABLE_IMAGE_ERRORS as e:
-            raise RtilError(f"cannot read image {f}: {e}") from None
-        channels = 1 if img.mode == "L" else 3
-        if img.size != (G.resolution, G.resolution) or channels != G.img_channels:
-            raise RtilError(f"image {f} is {img.size[0]}x{img.size[1]} with {channels} channel(s), but the generator "
-                            f"makes {G.resolution}x{G.resolution} images with {G.img_channels} channel(s); "
-                            f"resize/convert the images first")
-        tensors.append(image_to_tensor(img))
-    return torch.stack(tensors), [str(Path(f).relative_to(source)) for f in files]
 
 
 def measurement_view(operator, y: torch.Tensor) -> torch.Tensor:
@@ -169,9 +138,7 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
         perceptual = load_lpips(device)
     if perceptual is not None:
         perceptual.requires_grad_(False)
-    extra = {}
-    if isinstance(solver, (ILO, Pulse)) and G.family == "stylegan2":
-        extra["proxy"] = fit_mapping_proxy(G, solver.proxy_samples, solver.proxy_seed)
+    prepared = solver.prepare(G)  # once per generator, e.g. the mapping proxy
 
     from tqdm import tqdm
 
@@ -189,7 +156,7 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
             y = operator.measure(x, generator=noise)
         check_generator(G, operator, y)
         result = solver.solve(G, operator, y, seed=seed, item_offset=offset, perceptual=perceptual,
-                              progress=bar.update, **extra)
+                              progress=bar.update, **prepared)
         with torch.no_grad():
             view = measurement_view(operator, y)
         parts.append((result, y, view))
@@ -209,17 +176,3 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
         measurement_views=torch.cat([v.cpu() for _, _, v in parts]), measurement_loss=cat("measurement_loss"),
         selected_step=cat("selected_step"), selected_restart=cat("selected_restart"), feasible=feasible,
         round_losses=round_losses, operators=operators, solver=solver.settings(), info=info)
-
-
-def reconstruction_metrics(reconstructions: torch.Tensor, truths: torch.Tensor, lpips_metric=None) -> dict:
-    """Per-image PSNR, SSIM (and LPIPS if a metric is given) of reconstructions vs truths, both (N, C, H, W)
-    in [-1, 1]: {"psnr": [...], "ssim": [...], "lpips": [...]}, values as Python floats."""
-    from rtil.evaluation.metrics import image_metrics, to_unit_range
-
-    pred, target = to_unit_range(reconstructions.cpu()), to_unit_range(truths.cpu())
-    if lpips_metric is not None:
-        device = next(lpips_metric.parameters()).device
-        values = image_metrics(pred.to(device), target.to(device), lpips_metric)
-    else:
-        values = image_metrics(pred, target)
-    return {name: v.cpu().tolist() for name, v in values.items()}

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtil.errors import RtilError
+from rtil.models.common import NOISE_MODES, channel_table, check_resolution, check_state_shape
 from rtil.models.state import SynthesisState
-from rtil.models.stylegan2 import NOISE_MODES, channel_table, check_resolution
 from rtil.nn.layers import MinibatchStdDev, normalize_2nd_moment
 from rtil.nn.pggan_layers import (
     DOWNSAMPLE_MODES,
@@ -215,6 +215,27 @@ class Generator(ProgressiveGrowing, nn.Module):
     def _check_cut(self, cut: int) -> None:
         if not 0 <= cut <= self.num_blocks:
             raise RtilError(f"cut point {cut} is out of range 0..{self.num_blocks} for this generator")
+
+    def noise_shapes(self) -> list[tuple[int, int]]:
+        """No noise inputs."""
+        return []
+
+    def first_style_after(self, cut: int) -> int:
+        """The latent z is PGGAN's one latent row; it is read only when synthesising from cut 0."""
+        self._check_cut(cut)
+        return 0 if cut == 0 else 1
+
+    def state_at(self, cut: int, x: torch.Tensor | None, ws: torch.Tensor | None = None,
+                 noises: list[torch.Tensor] | None = None, img: torch.Tensor | None = None) -> SynthesisState:
+        """A checked state at `cut`: x is z (B, z_dim) at cut 0, else the features (B, *cut_shape(cut)).
+        PGGAN has no styles, noise maps or skip image: ws, noises and img must be None (or empty noises)."""
+        if ws is not None or noises or img is not None:
+            raise RtilError("a PGGAN state has no styles, noise maps or skip image")
+        self._check_cut(cut)
+        if cut == 0:
+            return self.start_state(x)
+        check_state_shape("features", x, self.cut_shape(cut), cut)
+        return SynthesisState(x=x, cut=cut)
 
     # ---- cut-point interface ------------------------------------------------------------------
     def start_state(self, z: torch.Tensor, inject: Mapping[int, torch.Tensor] | None = None) -> SynthesisState:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rtil.errors import RtilError
+from rtil.models.common import NOISE_MODES, channel_table, check_resolution, check_state_shape
 from rtil.models.state import SynthesisState
 from rtil.nn import (
     EqualConv2d,
@@ -31,29 +32,6 @@ from rtil.nn import (
     normalize_2nd_moment,
     upsample2d,
 )
-
-NOISE_MODES = ("random", "const", "none")
-
-
-def channel_table(resolution: int, channel_base: int, channel_max: int,
-                  channels: Mapping[int, int] | None = None) -> dict[int, int]:
-    """Channels per resolution 4..R: `channels[res]` if given, else min(channel_base // res, channel_max)."""
-    out = {}
-    for res in (2 ** i for i in range(2, int(math.log2(resolution)) + 1)):
-        if channels is not None:
-            if res not in channels and str(res) not in channels:
-                raise RtilError(f"channel table {dict(channels)} has no entry for resolution {res}")
-            out[res] = int(channels[res] if res in channels else channels[str(res)])
-        else:
-            out[res] = min(channel_base // res, channel_max)
-    return out
-
-
-def check_resolution(resolution: int, img_channels: int) -> None:
-    if resolution < 8 or resolution & (resolution - 1):
-        raise RtilError(f"resolution must be a power of two >= 8, got {resolution}")
-    if img_channels not in (1, 3):
-        raise RtilError(f"img_channels must be 1 or 3, got {img_channels}")
 
 
 class MappingNetwork(nn.Module):
@@ -210,6 +188,13 @@ class Generator(nn.Module):
         if not 0 <= cut <= self.num_blocks:
             raise RtilError(f"cut point {cut} is out of range 0..{self.num_blocks} for this generator")
 
+    def first_style_after(self, cut: int) -> int:
+        """Index of the first W+ row (and noise map) read when synthesising from `cut`: from cut c >= 1
+        the ToRGB of block c - 1 (row 2c - 1) and the blocks c.. (rows and noise maps from 2c - 1 on);
+        from cut 0 everything."""
+        self._check_cut(cut)
+        return 0 if cut == 0 else 2 * cut - 1
+
     # ---- latents ------------------------------------------------------------------------------
     def styles(self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
         """z (B, z_dim) -> W+ (B, num_ws, w_dim), the same w for every layer."""
@@ -258,6 +243,27 @@ class Generator(nn.Module):
             x = x + inject[0]
         return SynthesisState(x=x, cut=0, ws=ws, noises=list(noises))
 
+    def state_at(self, cut: int, x: torch.Tensor | None, ws: torch.Tensor | None = None,
+                 noises: list[torch.Tensor] | None = None, img: torch.Tensor | None = None) -> SynthesisState:
+        """A checked state at `cut`: features x (B, *cut_shape(cut)) (None at cut 0, where the const input
+        is used), styles ws (B, num_ws, w_dim), all noise maps, and the skip image of the blocks before the
+        cut (B, img_channels, H, H) with H = 4 * 2^(cut - 2) (None up to cut 1, where no ToRGB has run)."""
+        self._check_cut(cut)
+        if cut == 0:
+            if x is not None or img is not None:
+                raise RtilError("a StyleGAN2 state at cut 0 starts from the const input: pass x=None and img=None")
+            return self.start_state(ws, noises)
+        check_state_shape("features", x, self.cut_shape(cut), cut)
+        check_state_shape("ws", ws, (self.num_ws, self.w_dim), cut)
+        if noises is None or len(noises) != self.num_layers:
+            raise RtilError(f"expected {self.num_layers} noise maps, got {None if noises is None else len(noises)}")
+        if cut == 1:
+            if img is not None:
+                raise RtilError("no ToRGB has run before cut 1: the skip image must be None")
+        else:
+            check_state_shape("skip image", img, (self.img_channels, *self.cut_shape(cut - 1)[1:]), cut)
+        return SynthesisState(x=x, cut=cut, ws=ws, noises=list(noises), img=img)
+
     def advance(self, state: SynthesisState, upto: int, inject: Mapping[int, torch.Tensor] | None = None,
                 fused: bool = False) -> SynthesisState:
         """Run from `state.cut` to cut point `upto`, adding `inject[k]` to the features at every
@@ -302,12 +308,12 @@ class Generator(nn.Module):
 
     def _block_convs(self, j: int, x, ws, noises, fused):
         block = self.blocks[j]
-        first_layer = 0 if j == 0 else 2 * j - 1
+        first_layer = self.first_style_after(j)  # block j runs from cut j
         n = block.num_conv
         return block.convs(x, ws[:, first_layer:first_layer + n], noises[first_layer:first_layer + n], fused)
 
     def _add_rgb(self, img, x, j: int, ws, fused):
-        y = self.blocks[j].torgb(x, ws[:, 2 * j + 1], fused)
+        y = self.blocks[j].torgb(x, ws[:, self.first_style_after(j + 1)], fused)  # the row cut j + 1 starts at
         if img is None:
             return y.float()
         return upsample2d(img, self.resample_filter) + y.float()

@@ -1,0 +1,174 @@
+"""Solve inverse problems with a GAN prior and write reconstructions and metrics (`python invert.py`).
+
+    python invert.py sweep --config configs/eval/digits_demo.yaml     # models x methods x tasks x ratios
+
+    python invert.py solve --generator G.pt --method ilo --task cs --ratio 0.25 --images digits-test \\
+        --num-images 32 --config configs/invert/ilo.yaml --out outputs/invert/ilo_cs25
+
+Methods: csgm, ilo, mganprior, pulse. Tasks: cs (--ratio, measurement ratio), inpaint (--ratio, observed
+pixel fraction), sr (--factor), denoise (--sigma, noise std in [-1, 1] units). --images is a folder of images
+of exactly the generator's size and channels, or "digits-test" (the built-in test digits at the generator's
+resolution). Solver settings come from --config (YAML), by default the shipped configs/invert/<method>.yaml
+(which also holds per-task settings, e.g. ILO's for denoising); --set KEY=VALUE changes one of them.
+
+Writes into --out: reconstructions/<index>.png, grid.png (rows: truth | measurement | reconstruction),
+measurements.pt (torch.load(..., weights_only=True)), metrics.json (per-image PSNR / SSIM / LPIPS, means with
+95% confidence intervals, metric, operator and solver settings, generator provenance).
+Errors in the input print one line "error: ..." and exit with status 2.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rtil.errors import RtilError
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "invert"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2, like every rtil user error)."""
+
+    def error(self, message):
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rtil.data.images import DIGITS_TEST
+    from rtil.inverse.run import SOLVERS, TASKS
+
+    parser = ArgumentParser(prog="python invert.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("solve", help="reconstruct images from simulated measurements")
+    p.add_argument("--generator", required=True, help="exported generator file (.pt)")
+    p.add_argument("--method", required=True, help=f"one of {', '.join(SOLVERS)}")
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--ratio", type=float, help="cs: measurement ratio m/n; inpaint: observed fraction; in (0, 1]")
+    p.add_argument("--factor", type=int, help="sr: down-sampling factor (1, 2, 4, 8 or 16)")
+    p.add_argument("--sigma", type=float, help="denoise: noise standard deviation in [-1, 1] image units")
+    p.add_argument("--images", required=True, help=f"a folder of images, or {DIGITS_TEST!r}")
+    p.add_argument("--num-images", type=int, default=None, help="use the first N images (default: all)")
+    p.add_argument("--batch-size", type=int, default=8, help="images solved at once (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and random starts (default 0)")
+    p.add_argument("--config", default=None,
+                   help="solver settings (YAML); default: the shipped configs/invert/<method>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one solver setting of the config, the value in YAML (repeatable), e.g. "
+                        "--set 'steps=[100, 50, 50]' --set lr=0.1")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=run_solve)
+
+    p = sub.add_parser("sweep", help="models x methods x tasks x parameters from a YAML config (resumable)")
+    p.add_argument("--config", required=True, help="sweep config, e.g. configs/eval/digits_demo.yaml")
+    p.add_argument("--out", default=None, help="results folder (default: the config's 'out')")
+    p.add_argument("--rank", type=int, default=None, help="this process's share of the cells (default: $RANK or 0)")
+    p.add_argument("--world-size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
+    p.add_argument("--merge-only", action="store_true", help="only merge the finished cells into tables and plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_sweep_command)
+    return parser
+
+
+def run_sweep_command(args) -> None:
+    from rtil.evaluation.sweep import merge_sweep, read_sweep_config, run_sweep
+
+    if args.merge_only:
+        merge_sweep(args.out or read_sweep_config(args.config)["out"])
+        return
+    out = run_sweep(args.config, out=args.out, rank=args.rank, world_size=args.world_size, progress=not args.quiet)
+    print(f"sweep results: {out} (summary.csv, paired.csv, curves/, grids/)")
+
+
+def run_solve(args) -> None:
+    from rtil.checkpoints import load_generator
+    from rtil.data.images import load_images
+    from rtil.evaluation.solve_outputs import write_solve_outputs
+    from rtil.inverse.operators import build_operator
+    from rtil.inverse.run import TASKS, load_settings, make_solver, solve_images
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise RtilError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    shipped = SHIPPED_CONFIGS / f"{args.method}.yaml"
+    config = args.config or (shipped if shipped.is_file() else None)
+    settings = {**(load_settings(config) if config else {}), **parse_overrides(args.overrides)}
+    make_solver(args.method, settings)  # unknown method or bad settings fail before any work
+    if args.task not in TASKS:
+        raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
+    if args.batch_size < 1:
+        raise RtilError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
+    G = load_generator(args.generator, device=args.device)
+    image_shape = (G.img_channels, G.resolution, G.resolution)
+    build_operator(args.task, image_shape, 1, ratio=args.ratio, factor=args.factor, sigma=args.sigma)  # validates
+    images, names = load_images(args.images, G.resolution, G.img_channels, args.num_images)
+
+    from rtil.evaluation.metrics import load_lpips
+    from rtil.inverse.objectives import LPIPS_MIN_SIZE
+
+    lpips_note = None
+    if G.resolution < LPIPS_MIN_SIZE:
+        lpips_metric, lpips_note = None, f"images of {G.resolution} px are smaller than LPIPS needs ({LPIPS_MIN_SIZE})"
+    else:
+        lpips_metric = load_lpips(args.device)
+    start = time.perf_counter()
+    results = solve_images(G, images, args.method, args.task, settings, args.seed, ratio=args.ratio,
+                           factor=args.factor, sigma=args.sigma, batch_size=args.batch_size,
+                           perceptual=lpips_metric, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    out = Path(args.out)
+    write_solve_outputs(out, images, names, results, lpips_metric, lpips_note, args, G, elapsed)
+    print(f"wrote {len(names)} reconstructions and metrics to {out}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--set KEY=VALUE items as a settings dict (values parsed as YAML: numbers, lists, true/false, null)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RtilError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise RtilError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
+    return out
+
+
+def check_device(name: str) -> None:
+    """A clear error for a device name torch does not know or a GPU this machine does not have."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RtilError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise RtilError(f"--device {name}: no such GPU here (torch sees {torch.cuda.device_count()} CUDA device(s))")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RtilError(f"--device {name}: Apple's MPS is not available here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except RtilError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
