@@ -35,7 +35,8 @@ import yaml
 from rtil.atomic_files import write_csv_atomically, write_json_atomically
 from rtil.config import read_yaml
 from rtil.errors import RtilError
-from rtil.evaluation.sweep import TASK_PARAMETER, resolve_config_path
+from rtil.evaluation.sweep import resolve_config_path
+from rtil.inverse.run import TASK_PARAMETER, check_task_parameter
 
 STAGES = ("train", "export", "tune", "evaluate", "report")
 SPLITS = ("validation", "test")
@@ -56,7 +57,6 @@ def deep_merge(base: dict, changes: dict) -> dict:
 
 def read_study_config(path: str | Path, quick: bool = False) -> dict:
     """The study config (with its `quick` changes applied if quick), every entry checked before any work."""
-    from rtil.inverse.operators import build_operator
     from rtil.inverse.run import SOLVERS, TASKS, load_settings, make_solver
 
     path = Path(path)
@@ -117,7 +117,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         if not isinstance(params, list) or not params:
             raise RtilError(f"{path}: task {task!r} needs a list of parameters")
         for p in params:
-            build_operator(task, (1, 16, 16), 1, seed=0, **{TASK_PARAMETER[task]: p})  # raises on a bad value
+            check_task_parameter(task, p)
 
     comparisons = {}
     for name, c in raw["comparisons"].items():

@@ -43,7 +43,6 @@ CASES = {
     "mganprior_pggan": ("pggan", "mganprior", "inpaint", 0.3,
                         {"num_codes": 3, "cut_point": 2, "restarts": 2, "steps": 6, "alpha_init": "dirichlet"}),
 }
-TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
 
 
 def pggan_record() -> dict:
@@ -62,7 +61,7 @@ def pggan_record() -> dict:
 def run_case(name: str, generators: dict) -> torch.Tensor:
     """The case's reconstructions (NUM_IMAGES, C, H, W) from solve_images with seed 0."""
     from rtil.data.digits import digits_test_images
-    from rtil.inverse.run import solve_images
+    from rtil.inverse.run import TASK_PARAMETER, solve_images
 
     family, method, task, param, settings = CASES[name]
     G = generators[family]

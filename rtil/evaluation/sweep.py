@@ -43,10 +43,8 @@ from rtil.errors import RtilError
 from rtil.evaluation.metrics import load_lpips, lpips_unavailable_message, metric_settings, reconstruction_metrics
 from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
-from rtil.inverse.operators import build_operator
-from rtil.inverse.run import load_settings, make_solver, solve_images
+from rtil.inverse.run import TASK_PARAMETER, check_task_parameter, load_settings, make_solver, solve_images
 
-TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}
 METRICS = ("psnr", "ssim", "lpips")
 GRID_IMAGES = 6
 
@@ -72,7 +70,7 @@ def read_sweep_config(path: str | Path) -> dict:
         raise RtilError(f"{path}: a number is not a number ({e})") from None
     for task, values in tasks.items():  # every cell is checked before the first one runs
         for value in values:
-            build_operator(task, (1, 64, 64), 1, seed=0, **{TASK_PARAMETER[task]: value})
+            check_task_parameter(task, value)
     methods = {}
     for name, settings in cfg["methods"].items():
         if isinstance(settings, str):

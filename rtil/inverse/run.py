@@ -28,6 +28,7 @@ from rtil.inverse.solver import check_generator, generator_device
 
 SOLVERS = {"csgm": CSGM, "ilo": ILO, "mganprior": MGANPrior, "pulse": Pulse}
 TASKS = ("cs", "inpaint", "sr", "denoise")
+TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}  # each task's one parameter
 MEASUREMENT_NOISE_STREAM = 0x4015E
 
 
@@ -69,6 +70,15 @@ def _solver(method: str, settings: dict):
         return cls(**settings)
     except (TypeError, ValueError) as e:  # e.g. steps: abc
         raise RtilError(f"bad {method} settings ({type(e).__name__}: {e})") from None
+
+
+def check_task_parameter(task: str, value) -> None:
+    """Raise unless `value` is a valid parameter of `task` (ratio in (0, 1], integer factor >= 2, sigma >= 0),
+    checked by building the task's operator for a nominal 64-px image (a factor that does not divide the real
+    size is caught when the images are known)."""
+    if task not in TASKS:
+        raise RtilError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    build_operator(task, (1, 64, 64), 1, seed=0, **{TASK_PARAMETER[task]: value})
 
 
 def load_settings(path: str | Path) -> dict:
