@@ -66,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=run_solve)
 
+    p = sub.add_parser("explore", help="e-GLASS: many feasible solutions around one, and an uncertainty map")
+    p.add_argument("--generator", required=True, help="exported generator file (.pt)")
+    p.add_argument("--task", required=True, help=f"one of {', '.join(EXPLORE_TASKS)}")
+    p.add_argument("--ratio", type=float, help="cs, inpaint, inpaint_box: the observed fraction, in (0, 1]")
+    p.add_argument("--factor", type=int, help="sr: down-sampling factor")
+    p.add_argument("--sigma", type=float, help="denoise: noise standard deviation in [-1, 1] image units")
+    p.add_argument("--images", required=True, help=f"a folder of images, or {DIGITS_TEST!r}")
+    p.add_argument("--num-images", type=int, default=4, help="use the first N images (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and the initial solve (default 0)")
+    p.add_argument("--initial", default="csgm", help="solver of the initial solution z0: csgm or pulse")
+    p.add_argument("--initial-config", default=None, help="its settings (YAML); default: configs/invert/<it>.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one e-GLASS setting (rtil/inverse/eglass.py), e.g. --set k=12 --set tau=0.005")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=run_explore)
+
     p = sub.add_parser("sweep", help="models x methods x tasks x parameters from a YAML config (resumable)")
     p.add_argument("--config", required=True, help="sweep config, e.g. configs/eval/digits_demo.yaml")
     p.add_argument("--out", default=None, help="results folder (default: the config's 'out')")
@@ -75,6 +92,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_sweep_command)
     return parser
+
+
+EXPLORE_TASKS = ("cs", "inpaint", "inpaint_box", "sr", "denoise")
+
+
+def run_explore(args) -> None:
+    import dataclasses
+
+    from rtil.checkpoints import load_generator
+    from rtil.data.images import load_images
+    from rtil.evaluation.explore_outputs import write_explore_outputs
+    from rtil.evaluation.metrics import load_lpips
+    from rtil.inverse.eglass import EGlass, initial_solution
+    from rtil.inverse.objectives import LPIPS_MIN_SIZE
+    from rtil.inverse.operators import build_operator
+    from rtil.inverse.run import load_settings, measurement_view
+
+    overrides = parse_overrides(args.overrides)
+    known = {f.name for f in dataclasses.fields(EGlass)}
+    if set(overrides) - known:
+        raise RtilError(f"unknown e-GLASS setting(s) {sorted(set(overrides) - known)}; known: {sorted(known)}")
+    try:
+        eglass = EGlass(**overrides)
+    except (TypeError, ValueError) as e:
+        raise RtilError(f"bad e-GLASS settings ({e})") from None
+    if args.task not in EXPLORE_TASKS:
+        raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(EXPLORE_TASKS)}")
+    if args.initial not in ("csgm", "pulse"):
+        raise RtilError(f"--initial must be csgm or pulse (a solution at cut 0), got {args.initial!r}")
+    check_device(args.device)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
+    config = args.initial_config or SHIPPED_CONFIGS / f"{args.initial}.yaml"
+    settings = load_settings(config)
+    G = load_generator(args.generator, device=args.device)
+    images, names = load_images(args.images, G.resolution, G.img_channels, args.num_images)
+    images = images.to(args.device)
+    operator = build_operator(args.task, tuple(images.shape[1:]), images.shape[0], ratio=args.ratio,
+                              factor=args.factor, sigma=args.sigma, seed=args.seed).to(args.device)
+    with torch.no_grad():
+        y = operator.measure(images, generator=torch.Generator().manual_seed(args.seed))
+    lpips = load_lpips(args.device) if G.resolution >= LPIPS_MIN_SIZE else None
+    start = time.perf_counter()
+    result, space = initial_solution(G, operator, y, args.initial, settings, seed=args.seed)
+    solve_seconds = time.perf_counter() - start
+    exploration = eglass.explore(G, operator, y, space, result.latent, result.noises, perceptual=lpips)
+    exploration.seconds["initial_solve"] = solve_seconds
+    record = {"generator": str(args.generator), "task": args.task, "operator": operator.describe(),
+              "images": args.images, "names": names, "seed": args.seed,
+              "initial": {"method": args.initial, "settings": settings, "latent_space": space.name}}
+    with torch.no_grad():
+        views = measurement_view(operator, y)
+    write_explore_outputs(Path(args.out), images.cpu(), views.cpu(), names, exploration, record)
+    feasible = int(exploration.feasible.sum())
+    print(f"{feasible} of {exploration.feasible.numel()} solutions feasible (tau {eglass.tau:g}); "
+          f"H_X from {exploration.perceptual}; wrote {args.out}/grid.png, correlations.png, explore.json")
 
 
 def run_sweep_command(args) -> None:

@@ -51,7 +51,10 @@ class CSGM(Solver):
         def render():
             return G.synthesize(space.start_state(latent, noises))
 
+        def variables():
+            return [latent, *noises]
+
         run_optimizer(params, render, data_term, self.steps, self.lr, self.warmup, self.rampdown, tracker,
-                      progress=progress)
-        record_final(render, data_term, tracker)
+                      progress=progress, variables=variables)
+        record_final(render, data_term, tracker, variables)
         return {"latent_space": space.name}, None

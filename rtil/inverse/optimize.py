@@ -37,17 +37,19 @@ def check_schedule(lr: float, warmup: float, rampdown: float, optimizer: str = "
 
 def run_optimizer(params: list[torch.Tensor], render: Render, loss: Loss, steps: int, lr: float,
                   warmup: float, rampdown: float, tracker: IterateTracker, optimizer: str = "adam",
-                  after_step: Callable[[], None] | None = None, progress: Progress = None) -> None:
+                  after_step: Callable[[], None] | None = None, progress: Progress = None,
+                  variables: Callable[[], list[torch.Tensor]] | None = None) -> None:
     """`steps` optimiser steps on `params`. Each step renders the images (N, C, H, W), evaluates
     loss(images) -> (total (N,), measurement (N,)), records the iterate in `tracker`, and steps on the sum of
-    the per-row totals; `after_step` (projections) runs after every step. The LR follows `learning_rate`."""
+    the per-row totals; `after_step` (projections) runs after every step. The LR follows `learning_rate`.
+    `variables`, if given, returns the tensors that made the images, recorded with them (see IterateTracker)."""
     opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup, rampdown)
         images = render()
         total, measured = loss(images)
-        tracker.record(images, measured)
+        tracker.record(images, measured, None if variables is None else variables())
         opt.zero_grad(set_to_none=True)
         total.sum().backward()
         opt.step()
@@ -58,7 +60,8 @@ def run_optimizer(params: list[torch.Tensor], render: Render, loss: Loss, steps:
 
 
 @torch.no_grad()
-def record_final(render: Render, loss: Loss, tracker: IterateTracker) -> None:
+def record_final(render: Render, loss: Loss, tracker: IterateTracker,
+                 variables: Callable[[], list[torch.Tensor]] | None = None) -> None:
     """Record the iterate left by the last optimiser step."""
     images = render()
-    tracker.record(images, loss(images)[1])
+    tracker.record(images, loss(images)[1], None if variables is None else variables())

@@ -87,10 +87,13 @@ class Pulse(Solver):
             for n, r in zip(trainable, noise_radii, strict=True):
                 project_to_sphere_(n, dim=(1, 2, 3), radius=r)
 
+        def variables():
+            return [latent, *noises]
+
         run_optimizer(params, render, objective, self.steps, self.lr, self.warmup, self.rampdown, tracker,
-                      after_step=project, progress=progress)
-        record_final(render, objective, tracker)
-        info = {"trainable_noise_maps": len(trainable)}
+                      after_step=project, progress=progress, variables=variables)
+        record_final(render, objective, tracker, variables)
+        info = {"trainable_noise_maps": len(trainable), "latent_space": space.name}
         if proxy is not None:
             info["mapping_proxy"] = proxy.describe()
         return info, None

@@ -27,6 +27,9 @@ class SolveResult:
     feasible:          (B,) measurement_loss <= tolerance (PULSE), or None when the solver has no tolerance.
     round_losses:      (rounds, B) measurement loss of each round's last iterate (ILO), or None.
     info:              solver-specific notes (e.g. whether the perceptual term was used).
+    latent, noises:    the selected iterate's latent (B, L, D) and noise maps (each (B, 1, H, W)) in the latent
+                       space info["latent_space"] (rtil/inverse/latent_spaces.py), for solvers that work at cut 0
+                       (CSGM, PULSE); None otherwise. G.synthesize(space.start_state(latent, noises)) gives images.
     """
 
     images: torch.Tensor
@@ -37,6 +40,8 @@ class SolveResult:
     feasible: torch.Tensor | None = None
     round_losses: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    latent: torch.Tensor | None = None
+    noises: list[torch.Tensor] | None = None
 
 
 def check_select(select: str) -> None:
@@ -56,28 +61,36 @@ class IterateTracker:
         self.images: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None
         self.step: torch.Tensor | None = None
+        self.variables: list[torch.Tensor] | None = None
 
     def new_round(self) -> None:
         """Forget the selected iterates (the loss history stays): the selection then comes from later records
         only, e.g. ILO's final round."""
-        self.images = self.loss = self.step = None
+        self.images = self.loss = self.step = self.variables = None
 
     def last_losses(self) -> torch.Tensor:
         """(N,) measurement loss of the latest recorded iterate."""
         return self.losses[-1]
 
-    def record(self, images: torch.Tensor, loss: torch.Tensor) -> None:
+    def record(self, images: torch.Tensor, loss: torch.Tensor, variables: list[torch.Tensor] | None = None) -> None:
+        """Record an iterate: images (N, ...), loss (N,), and optionally the variables that made it (each with N
+        rows, or one shared row), selected per row together with the images."""
         images, loss = images.detach(), loss.detach().float()
         step = len(self.losses)
         self.losses.append(loss.cpu())
         if self.images is None or self.select == "last":
             self.images, self.loss = images.clone(), loss.clone()
             self.step = torch.full_like(loss, step, dtype=torch.long)
+            self.variables = None if variables is None else [v.detach().expand(loss.shape[0], *v.shape[1:]).clone()
+                                                             for v in variables]
             return
         better = ~loss.isnan() & ((loss < self.loss) | self.loss.isnan())
-        self.images = torch.where(better.view(-1, *([1] * (images.ndim - 1))), images, self.images)
+        self.images = _where_rows(better, images, self.images)
         self.loss = torch.where(better, loss, self.loss)
         self.step = torch.where(better, torch.full_like(self.step, step), self.step)
+        if variables is not None:
+            self.variables = [_where_rows(better, v.detach(), kept) for v, kept in zip(variables, self.variables,
+                                                                                        strict=True)]
 
     def result(self, batch_size: int, feasibility_tolerance: float | None = None, info: dict | None = None,
                round_losses: torch.Tensor | None = None) -> SolveResult:
@@ -89,7 +102,15 @@ class IterateTracker:
         history = torch.stack(self.losses).view(len(self.losses), restarts, batch_size).permute(1, 0, 2)
         selected = self.loss[rows]
         feasible = None if feasibility_tolerance is None else selected <= feasibility_tolerance
+        latent = noises = None
+        if self.variables is not None:
+            latent, noises = self.variables[0][rows], [v[rows] for v in self.variables[1:]]
         return SolveResult(images=self.images[rows], measurement_loss=selected, loss_history=history,
                            selected_restart=restart.cpu(), selected_step=self.step[rows].cpu(),
                            feasible=None if feasible is None else feasible.cpu(), round_losses=round_losses,
-                           info=dict(info or {}))
+                           info=dict(info or {}), latent=latent, noises=noises)
+
+
+def _where_rows(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Rows of `new` where mask (N,) is true, else rows of `old`."""
+    return torch.where(mask.view(-1, *([1] * (new.ndim - 1))), new, old)

@@ -1,0 +1,352 @@
+"""e-GLASS (Montanaro, Valsesia, Magli, ICIP 2022): many feasible reconstructions from the latent geometry
+around one solution z0.
+
+Two metrics on the latent space at z0 (Algorithm 1):
+    H_Y = J_phi^T J_phi, phi = A o G          how a latent step changes the measurements;
+    H_X = Hessian of d_X(G(z), G(z0)) / 2     how it changes the image: d_X is LPIPS when its weights are
+                                              available, else the pixel MSE (H_X = J_G^T J_G); the result
+                                              records which one was used.
+Their top eigenvectors U (of H_Y) and V (of H_X). A direction starts from v_K, the K-th top eigenvector of H_X
+(the very top ones change the measurements too), and loses its components along the top eigenvectors u_j of
+H_Y whose correlation |<d, u_j>| exceeds `threshold`, renormalised, until none is left: a step along it
+changes the image but hardly the measurements. Directions from v_K, v_{K-1}, ... in both signs give the
+solutions G(z0 + eta d); eta is the largest step (bisection up to max_step) whose normalised measurement
+error ||A G(z) - y||^2 / ||y||^2 stays <= tau, so every returned solution is feasible.
+
+Hessians: dense (forward-mode Jacobians, d JVPs batched over images, then J^T J; exact) when the latent has
+at most `dense_max_dim` numbers, else matrix-free top eigenpairs (Lanczos, scipy's eigsh, on Hessian-vector
+products). Latents are the rows of a latent space (rtil/inverse/latent_spaces.py), flattened per image.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from rtil.errors import RtilError
+from rtil.inverse.objectives import apply_per_restart
+from rtil.inverse.solver import check_generator
+
+EIGENSOLVERS = ("auto", "dense", "lanczos")
+PERCEPTUAL = ("auto", "lpips", "mse")
+
+
+@dataclass
+class EGlass:
+    """e-GLASS settings.
+
+    k: start from v_K, the K-th top eigenvector of H_X (1-based; the paper uses K around 8-26).
+    directions: how many directions (from v_K, v_{K-1}, ..., down to v_1 at most); each in both signs.
+    top_measurement: how many top eigenvectors of H_Y may be removed from a direction.
+    threshold: |<d, u_j>| above which u_j's component is removed.
+    tau: feasibility threshold on ||A G(z) - y||^2 / ||y||^2 (the paper: 1e-2).
+    max_step: the largest step eta tried (latent units); bisection_steps: its bisection.
+    eigensolver: "dense", "lanczos" (matrix-free) or "auto" (dense up to dense_max_dim latent numbers).
+    perceptual: H_X from "lpips" (needs its weights), "mse" (pixels) or "auto" (LPIPS when given).
+    include_infeasible: also return, per direction, the solution at max_step when no step is feasible.
+    """
+
+    k: int = 8
+    directions: int = 5
+    top_measurement: int = 32
+    threshold: float = 0.1
+    tau: float = 1e-2
+    max_step: float = 8.0
+    bisection_steps: int = 12
+    eigensolver: str = "auto"
+    dense_max_dim: int = 2048
+    perceptual: str = "auto"
+    include_infeasible: bool = False
+
+    def __post_init__(self):
+        if self.k < 1 or self.directions < 1 or self.top_measurement < 1:
+            raise RtilError(f"k, directions and top_measurement must be >= 1, got {self.k}, {self.directions}, "
+                            f"{self.top_measurement}")
+        if self.directions > self.k:
+            raise RtilError(f"directions ({self.directions}) cannot exceed k ({self.k}): they start from "
+                            f"v_k, v_(k-1), ..., v_1")
+        if not self.tau > 0 or not self.max_step > 0 or not 0 < self.threshold < 1:
+            raise RtilError(f"tau and max_step must be > 0 and threshold in (0, 1), got {self.tau}, "
+                            f"{self.max_step}, {self.threshold}")
+        if self.bisection_steps < 1:
+            raise RtilError(f"bisection_steps must be >= 1, got {self.bisection_steps}")
+        if self.eigensolver not in EIGENSOLVERS:
+            raise RtilError(f"eigensolver must be one of {EIGENSOLVERS}, got {self.eigensolver!r}")
+        if self.perceptual not in PERCEPTUAL:
+            raise RtilError(f"perceptual must be one of {PERCEPTUAL}, got {self.perceptual!r}")
+
+    def settings(self) -> dict:
+        return {"method": "eglass", **asdict(self)}
+
+    def explore(self, G, operator, y: torch.Tensor, space, latent: torch.Tensor, noises: list[torch.Tensor],
+                perceptual=None) -> "Exploration":
+        """Solutions around z0 = `latent` (B, L, D) in latent space `space` with fixed `noises`, for the B
+        images measured as y by `operator`. `perceptual`: an LPIPS network for H_X (see `perceptual`)."""
+        check_generator(G, operator, y)
+        b = operator.batch_size
+        if latent.ndim != 3 or latent.shape[0] != b:
+            raise RtilError(f"z0 must be (B, L, D) with B = {b} images, got shape {tuple(latent.shape)}")
+        dim = latent[0].numel()
+        if self.k > dim:
+            raise RtilError(f"k ({self.k}) is larger than the latent dimension ({dim})")
+        use_lpips = self.perceptual == "lpips" or (self.perceptual == "auto" and perceptual is not None)
+        if use_lpips and perceptual is None:
+            raise RtilError("perceptual='lpips' needs the LPIPS network (its weights are not available here)")
+        solver = self.eigensolver if self.eigensolver != "auto" else ("dense" if dim <= self.dense_max_dim
+                                                                      else "lanczos")
+        shape = latent.shape[1:]
+        z0 = latent.detach().reshape(b, dim).float()
+
+        def render(z: torch.Tensor) -> torch.Tensor:  # (R * B, dim) -> images, rows r * B + b
+            rows = z.shape[0]
+            maps = [n.repeat(rows // b, *([1] * (n.ndim - 1))) for n in noises]
+            return G.synthesize(space.start_state(z.reshape(rows, *shape), maps))
+
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            x0 = render(z0)
+        image_distance = _lpips_distance(perceptual, x0) if use_lpips else _mse_distance(x0)
+        wanted = max(self.k, self.top_measurement)
+        if solver == "dense":
+            h_y, h_x = _dense_hessians(render, operator, z0, None if not use_lpips else image_distance)
+            values_y, vectors_y = _top_eigenpairs_dense(h_y, self.top_measurement)
+            values_x, vectors_x = _top_eigenpairs_dense(h_x, wanted)
+        else:
+            values_y, vectors_y = _top_eigenpairs_lanczos(
+                lambda v: _measurement_hvp(render, operator, z0, v), b, dim, self.top_measurement)
+            values_x, vectors_x = _top_eigenpairs_lanczos(
+                lambda v: _image_hvp(render, z0, v, image_distance), b, dim, wanted)
+        t_eig = time.perf_counter() - t0
+
+        starts = [self.k - i for i in range(self.directions)]
+        directions, raw, removed = [], [], []
+        for kk in starts:
+            v = vectors_x[:, :, kk - 1]  # (B, dim)
+            d, count = construct_direction(v, vectors_y, self.threshold)
+            directions.append(d)
+            raw.append(v)
+            removed.append(count)
+        directions = torch.stack(directions, dim=1)  # (B, S, dim)
+        signed = torch.cat([directions, -directions], dim=1)  # (B, 2S, dim): +d for every start, then -d
+        steps, errors, accepted = self._largest_feasible_steps(render, operator, y, z0, signed)
+        with torch.no_grad():
+            z = z0[:, None] + steps[:, :, None] * signed
+            solutions = torch.stack([render(z[:, s]) for s in range(z.shape[1])], dim=1)  # (B, 2S, C, H, W)
+            change = torch.stack([image_distance(solutions[:, s]) for s in range(z.shape[1])], dim=1)
+            error0 = normalised_error(operator, x0, y)
+        keep = accepted if not self.include_infeasible else torch.ones_like(accepted)
+        correlations = {
+            "start_vs_measurement": (vectors_y.transpose(1, 2) @ raw[0][:, :, None])[..., 0].abs(),
+            "direction_vs_measurement": (vectors_y.transpose(1, 2) @ directions[:, 0, :, None])[..., 0].abs(),
+            "direction_vs_image": (vectors_x.transpose(1, 2) @ directions[:, 0, :, None])[..., 0].abs(),
+        }
+        return Exploration(
+            initial=x0, solutions=solutions, keep=keep, feasible=accepted, steps=steps, errors=errors,
+            perceptual_change=change, initial_error=error0, latents=z.reshape(b, -1, *shape),
+            directions=signed, starts=starts + starts, removed=removed + removed,
+            eigenvalues_measurement=values_y, eigenvalues_image=values_x, correlations=correlations,
+            perceptual="lpips" if use_lpips else "mse", eigensolver=solver, settings=self.settings(),
+            seconds={"eigen": t_eig, "total": time.perf_counter() - t0})
+
+    @torch.no_grad()
+    def _largest_feasible_steps(self, render, operator, y, z0, signed):
+        """Per image and signed direction, the largest eta in [0, max_step] found by bisection with a
+        normalised measurement error <= tau (0 when even tiny steps are not feasible). Returns the steps
+        (B, S), the errors there (B, S) and whether they are feasible (B, S)."""
+        b, s, _ = signed.shape
+
+        def errors_at(eta):  # (B, S) -> (B, S)
+            z = z0[:, None] + eta[:, :, None] * signed
+            images = render(z.transpose(0, 1).reshape(s * b, -1))  # rows j * B + b
+            return normalised_error(operator, images, y.repeat(s, *([1] * (y.ndim - 1)))).reshape(s, b).t()
+
+        lo = torch.zeros(b, s, device=z0.device)
+        hi = torch.full((b, s), float(self.max_step), device=z0.device)
+        at_max = errors_at(hi) <= self.tau
+        lo = torch.where(at_max, hi, lo)
+        for _ in range(self.bisection_steps):
+            mid = (lo + hi) / 2
+            ok = errors_at(mid) <= self.tau
+            lo = torch.where(ok & ~at_max, mid, lo)
+            hi = torch.where(ok | at_max, hi, mid)
+        errors = errors_at(lo)
+        feasible = errors <= self.tau
+        if self.include_infeasible:  # where nothing is feasible, show the step at max_step instead
+            lo = torch.where(feasible, lo, torch.full_like(lo, float(self.max_step)))
+            errors = errors_at(lo)
+        return lo, errors, feasible
+
+
+def normalised_error(operator, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """||A x - y||^2 / ||y||^2 per row of images (rows r * B + b), y repeated to the rows: (N,)."""
+    residual = apply_per_restart(operator, images) - y
+    return residual.pow(2).flatten(1).sum(1) / y.pow(2).flatten(1).sum(1).clamp(min=1e-12)
+
+
+def construct_direction(v: torch.Tensor, vectors_y: torch.Tensor, threshold: float, max_rounds: int = 1000
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 1's direction per image: from v (B, dim), remove the components along the columns u_j of
+    vectors_y (B, dim, J) with |<d, u_j>| > threshold, renormalise, until none is left. Returns the unit
+    directions (B, dim) and how many u_j were removed per image (B,). A v that lies in the span of the
+    removed u_j leaves no direction: then the raw v is returned and the count is -1."""
+    d = v / v.norm(dim=1, keepdim=True)
+    removed = torch.zeros(vectors_y.shape[0], vectors_y.shape[2], dtype=torch.bool, device=v.device)
+    for _ in range(max_rounds):
+        c = (vectors_y.transpose(1, 2) @ d[:, :, None])[..., 0]  # (B, J)
+        big = (c.abs() > threshold) & ~removed
+        if not big.any():
+            break
+        removed |= big
+        d = d - (vectors_y @ (c * big)[:, :, None])[..., 0]
+        norm = d.norm(dim=1, keepdim=True)
+        d = torch.where(norm > 1e-6, d / norm.clamp(min=1e-12), d)
+    count = removed.sum(1)
+    degenerate = d.norm(dim=1) < 1e-3
+    d = torch.where(degenerate[:, None], v / v.norm(dim=1, keepdim=True), d)
+    return d, torch.where(degenerate, torch.full_like(count, -1), count)
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+
+
+def _mse_distance(x0: torch.Tensor):
+    """d_X(x, x0): mean squared pixel difference per image (B,)."""
+    return lambda x: (x - x0).pow(2).flatten(1).mean(1)
+
+
+def _lpips_distance(lpips, x0: torch.Tensor):
+    """d_X(x, x0): LPIPS per image (B,), images in [-1, 1] mapped to [0, 1] as the metric expects."""
+    target = (x0 + 1) / 2
+    return lambda x: lpips((x + 1) / 2, target.expand_as(x)).reshape(-1)
+
+
+def _dense_hessians(render, operator, z0: torch.Tensor, image_distance=None):
+    """Exact H_Y = J_phi^T J_phi and H_X (B, dim, dim) at z0 (B, dim): forward-mode Jacobians of the images
+    (dim JVPs, in chunks, every image at once), the measurements by the linear operator. H_X is J_G^T J_G / n
+    (pixel MSE) unless `image_distance` is given (then its Hessian, column by column)."""
+    b, dim = z0.shape
+    columns_x, columns_y = [], []
+    chunk = max(1, 256 // b)
+    eye = torch.eye(dim, device=z0.device)
+    for start in range(0, dim, chunk):
+        basis = eye[start:start + chunk]  # (c, dim)
+        c = basis.shape[0]
+        z = z0.repeat(c, 1)  # rows j * B + b
+        tangents = basis.repeat_interleave(b, dim=0)
+        _, jx = torch.func.jvp(render, (z,), (tangents,))  # (c * B, C, H, W)
+        columns_x.append(jx.reshape(c, b, -1))
+        columns_y.append(apply_per_restart(operator, jx).reshape(c, b, -1))
+    j_x = torch.cat(columns_x).permute(1, 2, 0)  # (B, n, dim)
+    j_y = torch.cat(columns_y).permute(1, 2, 0)  # (B, m, dim)
+    h_y = j_y.transpose(1, 2) @ j_y
+    if image_distance is None:
+        h_x = j_x.transpose(1, 2) @ j_x / j_x.shape[1]
+    else:
+        h_x = torch.stack([_image_hvp(render, z0, eye[i].expand(b, -1), image_distance) for i in range(dim)],
+                          dim=2)
+    return h_y.detach(), h_x.detach()
+
+
+def _measurement_hvp(render, operator, z0: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """H_Y v = J_phi^T (J_phi v) per image, v (B, dim)."""
+    def phi(z):
+        return apply_per_restart(operator, render(z))
+
+    _, jv = torch.func.jvp(phi, (z0,), (v,))
+    _, pullback = torch.func.vjp(phi, z0)
+    return pullback(jv)[0].detach()
+
+
+def _image_hvp(render, z0: torch.Tensor, v: torch.Tensor, image_distance) -> torch.Tensor:
+    """H_X v per image: the Hessian-vector product of d_X(G(z), G(z0)) / 2 at z0, v (B, dim)."""
+    def half_distance(z):
+        return image_distance(render(z)).sum() / 2
+
+    _, hv = torch.autograd.functional.hvp(half_distance, z0, v)
+    return hv.detach()
+
+
+def _top_eigenpairs_dense(h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest eigenvalues (B, k) and eigenvectors (B, dim, k) of symmetric h (B, dim, dim), descending."""
+    values, vectors = torch.linalg.eigh((h + h.transpose(1, 2)) / 2)
+    k = min(k, h.shape[1])
+    return values.flip(1)[:, :k], vectors.flip(2)[:, :, :k]
+
+
+def _top_eigenpairs_lanczos(hvp, b: int, dim: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest eigenpairs per image of the operator v -> hvp(v) (v (B, dim), batched over images), by
+    Lanczos (scipy's eigsh, one image at a time, on the batched products)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    k = min(k, dim - 1)
+    values, vectors = [], []
+    for i in range(b):
+        def matvec(x, i=i):
+            v = torch.zeros(b, dim, dtype=torch.float32)
+            v[i] = torch.from_numpy(np.asarray(x, dtype=np.float32).reshape(-1))
+            return hvp(v)[i].double().cpu().numpy()
+
+        w, u = eigsh(LinearOperator((dim, dim), matvec=matvec, dtype=np.float64), k=k, which="LA",
+                     v0=np.ones(dim) / math.sqrt(dim))
+        order = np.argsort(w)[::-1].copy()
+        values.append(torch.from_numpy(w[order]).float())
+        vectors.append(torch.from_numpy(u[:, order]).float())
+    return torch.stack(values), torch.stack(vectors)
+
+
+@dataclass
+class Exploration:
+    """What e-GLASS returns for B images and S = 2 x directions signed directions.
+
+    initial: (B, C, H, W) G(z0); solutions: (B, S, C, H, W) G(z0 + eta d); keep: (B, S) the ones to show
+    (the feasible ones, or all with include_infeasible); feasible: (B, S); steps: (B, S) eta; errors: (B, S)
+    normalised measurement errors; perceptual_change: (B, S) d_X from G(z0); initial_error: (B,);
+    latents: (B, S, L, D); directions: (B, S, dim); starts: K of each direction; removed: how many u_j
+    each lost (B,) per direction (-1: none was left); eigenvalues_*: (B, k); correlations: (B, J) each.
+    """
+
+    initial: torch.Tensor
+    solutions: torch.Tensor
+    keep: torch.Tensor
+    feasible: torch.Tensor
+    steps: torch.Tensor
+    errors: torch.Tensor
+    perceptual_change: torch.Tensor
+    initial_error: torch.Tensor
+    latents: torch.Tensor
+    directions: torch.Tensor
+    starts: list[int]
+    removed: list[torch.Tensor]
+    eigenvalues_measurement: torch.Tensor
+    eigenvalues_image: torch.Tensor
+    correlations: dict
+    perceptual: str
+    eigensolver: str
+    settings: dict
+    seconds: dict = field(default_factory=dict)
+
+    def uncertainty(self) -> torch.Tensor:
+        """Per-pixel standard deviation over G(z0) and the kept solutions, (B, C, H, W): where the measurements
+        leave the reconstruction free."""
+        maps = []
+        for b in range(self.solutions.shape[0]):
+            stack = torch.cat([self.initial[b:b + 1], self.solutions[b][self.keep[b]]])
+            maps.append(stack.std(dim=0, unbiased=False))
+        return torch.stack(maps)
+
+
+def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", settings: dict | None = None,
+                     seed: int = 0, item_offset: int = 0):
+    """z0 for e-GLASS from a solver that works at cut 0 (csgm or pulse): (SolveResult, its latent space)."""
+    from rtil.inverse.latent_spaces import latent_space
+    from rtil.inverse.run import make_solver
+
+    if method not in ("csgm", "pulse"):
+        raise RtilError(f"e-GLASS starts from a csgm or pulse solution (a latent at cut 0), not {method!r}")
+    solver = make_solver(method, settings)
+    prepared = solver.prepare(G)
+    result = solver.solve(G, operator, y, seed=seed, item_offset=item_offset, **prepared)
+    space = latent_space(G, result.info["latent_space"], proxy=prepared.get("proxy"))
+    return result, space

@@ -1,0 +1,136 @@
+"""e-GLASS: exact and matrix-free eigenpairs agree, the constructed direction leaves the measurements alone,
+every returned solution is feasible, results repeat under a seed, and bad input is a clear error."""
+
+import pytest
+import torch
+
+from conftest import run_invert, tiny_stylegan2
+from rtil.checkpoints import save_generator
+from rtil.errors import RtilError
+from rtil.inverse.eglass import EGlass, initial_solution, normalised_error
+from rtil.inverse.latent_spaces import latent_space
+from rtil.inverse.operators import BoxMask, Downsample
+from rtil.inverse.randomness import image_generators
+
+
+def generator():
+    torch.manual_seed(0)
+    G = tiny_stylegan2(16, 1).eval().requires_grad_(False)
+    with torch.no_grad():  # noise inputs of a trained network are weak
+        for layer in G._layers():
+            layer.noise_strength.mul_(0.1)
+    return G
+
+
+def problem(operator_class=Downsample, **kw):
+    G = generator()
+    space = latent_space(G, "w+")
+    latent, noises = space.draw(image_generators(2, seed=3))
+    with torch.no_grad():
+        x = G.synthesize(space.start_state(latent, noises))
+    operator = operator_class((1, 16, 16), 2, **kw)
+    return G, space, latent, noises, operator, operator(x)
+
+
+def test_dense_and_matrix_free_eigenpairs_agree():
+    G, space, latent, noises, operator, y = problem(factor=4)
+    dense = EGlass(k=4, directions=2, top_measurement=6, eigensolver="dense").explore(G, operator, y, space, latent,
+                                                                                      noises)
+    lanczos = EGlass(k=4, directions=2, top_measurement=6, eigensolver="lanczos").explore(G, operator, y, space,
+                                                                                          latent, noises)
+    torch.testing.assert_close(lanczos.eigenvalues_measurement, dense.eigenvalues_measurement, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(lanczos.eigenvalues_image, dense.eigenvalues_image, rtol=1e-3, atol=1e-7)
+    # eigenvectors up to sign: |<u_dense, u_lanczos>| = 1 for the well-separated top ones
+    overlap = (dense.directions[:, 0] * lanczos.directions[:, 0]).sum(-1).abs()
+    assert (overlap > 0.99).all()
+
+
+def test_the_direction_changes_the_masked_region_not_the_measurements():
+    """Box inpainting: the measurements are the pixels outside the box, so a step along d should change the
+    image inside the box and leave the outside nearly as it is, unlike a step along the raw v_K."""
+    G, space, latent, noises, operator, y = problem(BoxMask, box_size=8, top_left=(4, 4))
+    eglass = EGlass(k=6, directions=1, top_measurement=40, threshold=0.05, eigensolver="dense")
+    result = eglass.explore(G, operator, y, space, latent, noises)
+    raw = result.correlations["start_vs_measurement"]
+    constructed = result.correlations["direction_vs_measurement"]
+    assert (constructed.amax(1) <= 0.05 + 1e-6).all() and (raw.amax(1) > constructed.amax(1)).all()
+    z0 = latent.reshape(2, -1)
+    mask = operator.mask.bool()
+
+    def change(direction):
+        step = 0.5 * direction
+        with torch.no_grad():
+            a = G.synthesize(space.start_state(z0.reshape(latent.shape), noises))
+            b = G.synthesize(space.start_state((z0 + step).reshape(latent.shape), noises))
+        diff = (b - a).pow(2)
+        return diff[mask.expand_as(diff)].sum(), diff[~mask.expand_as(diff)].sum()
+
+    outside_d, inside_d = change(result.directions[:, 0])
+    start = EGlass(k=6, directions=1, top_measurement=1, threshold=0.999, eigensolver="dense").explore(
+        G, operator, y, space, latent, noises).directions[:, 0]  # threshold 0.999: v_K itself
+    outside_v, inside_v = change(start)
+    assert outside_d < 0.25 * outside_v  # far less change where the measurements are
+    assert inside_d / (outside_d + inside_d) > inside_v / (outside_v + inside_v)  # the change moves into the box
+
+
+def test_every_returned_solution_is_feasible_and_results_repeat():
+    G, space, latent, noises, operator, y = problem(factor=4)
+    eglass = EGlass(k=5, directions=3, tau=1e-3, eigensolver="dense")
+    first = eglass.explore(G, operator, y, space, latent, noises)
+    again = eglass.explore(G, operator, y, space, latent, noises)
+    assert torch.equal(first.solutions, again.solutions) and torch.equal(first.steps, again.steps)
+    assert first.keep.equal(first.feasible) and (first.errors[first.keep] <= 1e-3).all()
+    kept = first.solutions[first.keep]
+    assert kept.shape[0] > 0
+    rows = first.keep.nonzero()
+    for (b, _), image in zip(rows.tolist(), kept, strict=True):
+        err = normalised_error(operator_for(operator, b), image[None], y[b:b + 1])
+        assert err <= 1e-3 + 1e-6
+    assert (first.steps[first.keep] > 0).any()  # it does move
+    assert first.uncertainty().shape == (2, 1, 16, 16)
+
+
+def operator_for(operator, b):
+    """The operator of image b alone (Downsample has no per-image draws)."""
+    return Downsample((1, 16, 16), 1, factor=operator.factor)
+
+
+def test_from_a_solver_solution_and_bad_input():
+    G = generator()
+    operator = Downsample((1, 16, 16), 2, factor=4)
+    space = latent_space(G, "w+")
+    latent, noises = space.draw(image_generators(2, seed=3))
+    with torch.no_grad():
+        y = operator(G.synthesize(space.start_state(latent, noises)))
+    result, found = initial_solution(G, operator, y, "csgm", {"steps": 5, "restarts": 1})
+    with torch.no_grad():
+        again = G.synthesize(found.start_state(result.latent, result.noises))
+    torch.testing.assert_close(again, result.images)  # the stored latent is the selected iterate's
+    with pytest.raises(RtilError, match="larger than the latent dimension"):
+        EGlass(k=10_000, directions=1).explore(G, operator, y, space, latent, noises)
+    with pytest.raises(RtilError, match="tau"):
+        EGlass(tau=0)
+    with pytest.raises(RtilError, match="z0 must be"):
+        EGlass(k=4, directions=1).explore(G, operator, y, space, latent[:1], noises)
+    with pytest.raises(RtilError, match="operator works on images"):
+        EGlass(k=4, directions=1).explore(G, Downsample((1, 32, 32), 2, factor=4), torch.zeros(2, 1, 8, 8), space,
+                                          latent, noises)
+    with pytest.raises(RtilError, match="csgm or pulse"):
+        initial_solution(G, operator, y, "ilo")
+
+
+def test_explore_cli(tmp_path, capsys):
+    G = generator()
+    save_generator(tmp_path / "g.pt", G)
+    (tmp_path / "csgm.yaml").write_text("method: csgm\nsteps: 5\nrestarts: 1\n")
+    common = ["explore", "--generator", tmp_path / "g.pt", "--task", "sr", "--factor", 4, "--images", "digits-test",
+              "--num-images", 2, "--initial-config", tmp_path / "csgm.yaml", "--out", tmp_path / "out"]
+    assert run_invert([*common, "--set", "k=4", "--set", "directions=2"]) == 0
+    for name in ("grid.png", "correlations.png", "explore.json", "solutions.pt"):
+        assert (tmp_path / "out" / name).is_file()
+    for bad, message in ((["--set", "tau=0"], "tau"), (["--set", "k=100000", "--set", "directions=1"], "latent"),
+                         (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse")):
+        capsys.readouterr()
+        assert run_invert([*common, *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (bad, err)
