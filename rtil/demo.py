@@ -22,22 +22,10 @@ from torchvision.utils import save_image
 from rtil.atomic_files import write_text_atomically
 from rtil.checkpoints import load_generator, save_generator
 from rtil.config import build_family, build_generator, read_yaml
+from rtil.training.member_samples import member_grid  # also imported from here by rtil.study
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_CONFIGS = ("stylegan2_digits.yaml", "pggan_digits.yaml")
-
-
-def member_grid(G, family, num_samples: int, seed: int) -> torch.Tensor:
-    """Images (members * num_samples, C, H, W): one row per member, the same seed for every row."""
-    rows = []
-    for member in range(family.num_members):
-        gen = torch.Generator().manual_seed(seed)
-        if hasattr(family, "sample_z"):
-            z = family.sample_z(G, member, num_samples, gen)
-        else:
-            z = torch.randn(num_samples, G.z_dim, generator=gen)
-        rows.append(family.generate(G, z, member, generator=gen, noise_mode="const"))
-    return torch.cat(rows)
 
 
 def build_export_reload(out_dir: Path, seed: int = 0, num_samples: int = 8) -> dict[str, float]:
@@ -76,7 +64,7 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
             "--checkpoint.every_kimg", str(max(train_kimg / 2, 1.0)),
             "--samples.every_kimg", str(max(train_kimg / 4, 1.0))]
     if vanilla:
-        args += ["--model.init_args.rtil_cut_points", "[]"]
+        args += ["--model.init_args.rtil", "null"]
     cli = train_main(args)
     final = out_dir / f"{name}.pt"
     shutil.copyfile(Path(cli.trainer.log_dir) / "generator.pt", final)

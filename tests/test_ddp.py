@@ -22,3 +22,8 @@ def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
             torch.testing.assert_close(value, r1["state"][key], rtol=0, atol=0, msg=key)
     # The ranks trained on different images (disjoint slices of the same seeded order).
     assert not torch.equal(r0["batches"][0], r1["batches"][0])
+    # The running statistics each rank updates from its own batch are averaged across ranks: every rank (and so
+    # rank 0's checkpoints and exported generator) holds the same w_avg and path-length means, and they moved.
+    for key in ("G.mapping.w_avg", "G_ema.mapping.w_avg", "pl_mean"):
+        torch.testing.assert_close(r0["state"][key], r1["state"][key], rtol=0, atol=0, msg=key)
+        assert r0["state"][key].abs().sum() > 0, key

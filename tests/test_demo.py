@@ -74,3 +74,22 @@ def test_demo_text_says_what_its_figures_do_not_show_and_gives_the_measured_diff
     text = what_the_demo_shows(paired, 6.0, 8)
     assert "do not show: whether RTIL helps" in text and "6 kimg" in text and "8 test digits" in text
     assert "-0.43 [-1.20, +0.31]" in text and "0.01" not in text  # PSNR rows only
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_the_demo_model_configs_are_the_networks_the_training_recipes_train():
+    """configs/models/*.yaml (the demo's untrained build/export/reload check, generator-file form) describe the
+    same networks and RTIL families as the training recipes configs/*_digits.yaml."""
+    from rtil.config import build_generator, read_yaml
+    from rtil.demo import CONFIG_DIR, MODEL_CONFIGS
+    from rtil.training import PGGANModule, StyleGAN2Module
+
+    modules = {"rtil.training.StyleGAN2Module": StyleGAN2Module, "rtil.training.PGGANModule": PGGANModule}
+    for name in MODEL_CONFIGS:
+        model_cfg, recipe = read_yaml(CONFIG_DIR / "models" / name), read_yaml(CONFIG_DIR / name)
+        module = modules[recipe["model"]["class_path"]](**recipe["model"]["init_args"],
+                                                        resolution=recipe["data"]["resolution"],
+                                                        img_channels=recipe["data"]["channels"])
+        G = build_generator(model_cfg["generator"])
+        assert generator_record(G)["arch"] == generator_record(module.G)["arch"], name
+        assert model_cfg["rtil"] == module.hparams["rtil"], name

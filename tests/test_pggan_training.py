@@ -184,3 +184,20 @@ def test_configs_instantiate(tmp_path):
     assert celeba.G.channels == {4: 256, 8: 256, 16: 256, 32: 256, 64: 128, 128: 64, 256: 64}
     assert celeba.family.codes_per_member == [10, 20] and celeba.family.cut_point == 4
     assert celeba.G.img_channels == 3 and celeba.G.upsample_mode == "bilinear"
+
+
+def test_the_nested_rtil_setting_trains_and_the_flat_keys_are_translated_with_a_warning(tmp_path):
+    nested = {"kind": "dirichlet", "codes_per_member": [2, 3], "cut_point": 2}
+    module, _ = fit(tmp_path, 2, rtil=nested)
+    assert int(module.iteration) == 2 and module.num_members == 3
+    assert module.hparams["rtil"] == module.family.to_config() == nested
+    expected = r"`rtil: \{kind: dirichlet, codes_per_member: \[2, 3\], cut_point: 2\}`"
+    with pytest.warns(DeprecationWarning, match=r"rtil_codes_per_member, rtil_cut_point: deprecated.*" + expected):
+        flat = PGGANModule(**{**TINY, "rtil_codes_per_member": [2, 3]})
+    assert flat.hparams["rtil"] == nested and "rtil_cut_point" not in flat.hparams
+    assert PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil=None).family is None
+    with pytest.raises(RtilError, match="rtil.kind must be 'dirichlet'"):
+        PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil={"kind": "gaussian", "cut_points": [1]})
+    with pytest.raises(RtilError, match="fusion cut point 9 does not exist"):
+        PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil={"kind": "dirichlet", "codes_per_member": [2],
+                                                              "cut_point": 9})

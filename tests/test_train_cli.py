@@ -12,7 +12,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 TINY = ["--data.resolution", "8", "--data.batch_size", "4", "--model.init_args.z_dim", "8",
         "--model.init_args.w_dim", "8", "--model.init_args.channel_base", "64", "--model.init_args.channel_max", "8",
-        "--model.init_args.mbstd_group_size", "2", "--model.init_args.rtil_cut_points", "[1, 2]",
+        "--model.init_args.mbstd_group_size", "2",
+        "--model.init_args.rtil", "{kind: gaussian, cut_points: [1, 2], sigma: 1.0}",
         "--wandb", "disabled", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--checkpoint.every_kimg", "1000", "--samples.every_kimg", "1000"]
 CONFIG = str(Path(__file__).resolve().parent.parent / "configs" / "stylegan2_digits.yaml")
@@ -58,6 +59,12 @@ def malicious(tmp_path_factory):
     (["--data.resolution", "33"], "power of two"),
     (["--data.channels", "2"], "channels"),
     (["--model.init_args.rtil_cut_points", "[9]"], "cut"),
+    (["--model.init_args.rtil", "{kind: gaussian, cut_points: [9]}"], "cut point 9 does not exist"),
+    (["--model.init_args.rtil", "{kind: dirichlet, codes_per_member: [2]}"], "rtil.kind must be 'gaussian'"),
+    (["--model.init_args.rtil", "{kind: bogus}"], "rtil.kind must be"),
+    (["--model.init_args.rtil", "{kind: gaussian, cut_points: [1], sigma: -1}"], "sigma must be >= 0"),
+    (["--model.init_args.rtil", "{kind: gaussian, cut_point: [1]}"], "unexpected keyword argument 'cut_point'"),
+    (["--model.init_args.rtil", "[1, 2]"], "rtil"),
     (["--model.init_args.member_sampling", "bogus"], "member_sampling"),
     (["--model.init_args.lr", "-1"], "lr must be > 0"),
     (["--checkpoint.every_kimg", "0"], "every_kimg must be > 0"),
@@ -118,7 +125,7 @@ def test_vanilla_and_rtil_runs_of_one_config_get_separate_folders(tmp_path):
     common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path),
               "--model.init_args.total_kimg", "0.004"]
     main(common)
-    main([*common, "--model.init_args.rtil_cut_points", "[]"])
+    main([*common, "--model.init_args.rtil", "null"])
     assert (tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "stylegan2_digits_vanilla" / "checkpoints" / "last.ckpt").is_file()
 
@@ -146,3 +153,58 @@ def test_progress_bar_counts_kimg_with_seconds_per_kimg(tmp_path, capsys):
           "--model.init_args.total_kimg", "0.012"])
     err = capsys.readouterr().err
     assert "/0.012 kimg" in err and "s/kimg" in err and "Epoch 0" not in err
+
+
+def test_the_deprecated_flat_rtil_keys_still_train_with_a_warning_naming_the_nested_key(tmp_path):
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path),
+              "--model.init_args.total_kimg", "0.004"]
+    with pytest.warns(DeprecationWarning, match=r"rtil_cut_points.*--model.init_args.rtil '\{kind: gaussian, "
+                                                r"cut_points: \[1\], sigma: 0.5\}'"):
+        cli = main([*common, "--model.init_args.rtil_cut_points", "[1]", "--model.init_args.rtil_sigma", "0.5"])
+    assert cli.model.hparams["rtil"] == {"kind": "gaussian", "cut_points": [1], "sigma": 0.5}
+    assert "rtil_cut_points" not in cli.model.hparams
+    G = rtil.load_generator(Path(cli.trainer.log_dir) / "generator.pt")
+    assert G.rtil == {"kind": "gaussian", "cut_points": [1], "sigma": 0.5}
+    with pytest.warns(DeprecationWarning, match="rtil: null"):
+        vanilla = main([*common, "--model.init_args.rtil_cut_points", "[]"])
+    assert vanilla.model.family is None and Path(vanilla.trainer.log_dir).parent.name == "stylegan2_digits_vanilla"
+
+
+def test_the_nested_rtil_setting_trains_a_pggan(tmp_path):
+    config = str(Path(CONFIG).parent / "pggan_digits.yaml")
+    tiny = ["--data.resolution", "8", "--data.batch_size", "4", "--model.init_args.z_dim", "8",
+            "--model.init_args.channel_table", "null", "--model.init_args.channel_base", "64",
+            "--model.init_args.channel_max", "8", "--model.init_args.mbstd_group_size", "2",
+            "--model.init_args.rtil", "{kind: dirichlet, codes_per_member: [2], cut_point: 1}"]
+    quiet = TINY[TINY.index("--wandb"):]
+    cli = main(["fit", "--config", config, *tiny, *quiet, "--trainer.default_root_dir", str(tmp_path),
+                "--model.init_args.total_kimg", "0.008"])
+    assert int(cli.model.iteration) == 2 and cli.model.num_members == 2
+    G = rtil.load_generator(Path(cli.trainer.log_dir) / "generator.pt")
+    assert G.rtil == {"kind": "dirichlet", "codes_per_member": [2], "cut_point": 1}
+
+
+def test_a_resume_refuses_another_rtil_family_and_reads_checkpoints_with_the_flat_keys(tmp_path, capsys):
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path)]
+    main([*common, "--model.init_args.total_kimg", "0.004"])
+    for other in ("{kind: gaussian, cut_points: [1]}", "{kind: gaussian, cut_points: [1, 2], sigma: 0.5}", "null"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*common, "--model.init_args.total_kimg", "0.008", "--run_name", "stylegan2_digits",
+                  "--model.init_args.rtil", other, "--ckpt_path", "last"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "rtil: checkpoint {'kind': 'gaussian', 'cut_points': [1, 2], 'sigma': 1.0}" in err
+        assert err.count("\n") == 1
+    # A checkpoint of an earlier release records the flat keys: the same family in the nested form resumes it.
+    last = tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    hparams = ckpt["hyper_parameters"]
+    hparams.pop("rtil")
+    hparams.update(rtil_cut_points=[1, 2], rtil_sigma=1.0)
+    torch.save(ckpt, last)
+    resumed = main([*common, "--model.init_args.total_kimg", "0.008", "--ckpt_path", "last"])
+    assert int(resumed.model.iteration) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--model.init_args.total_kimg", "0.012", "--run_name", "stylegan2_digits",
+              "--model.init_args.rtil", "null", "--ckpt_path", "last"])
+    assert exit_info.value.code == 2 and "now None" in capsys.readouterr().err

@@ -170,3 +170,56 @@ def test_a_non_finite_training_state_is_never_written(tmp_path):
     with pytest.warns(UserWarning, match="exp_avg_sq is not finite.*last good checkpoint"):
         callback._save_checkpoint(trainer, str(last))
     assert last.read_bytes() == before
+
+
+def test_the_nested_rtil_setting_is_the_generator_files_form_and_the_flat_keys_are_translated_with_a_warning():
+    nested = StyleGAN2Module(**TINY, rtil={"kind": "gaussian", "cut_points": [1, 2], "sigma": 0.5})
+    assert nested.family.to_config() == nested.hparams["rtil"] == {"kind": "gaussian", "cut_points": [1, 2],
+                                                                   "sigma": 0.5}
+    assert StyleGAN2Module(**TINY, rtil={"cut_points": [1]}).hparams["rtil"]["kind"] == "gaussian"  # kind implied
+    with pytest.warns(DeprecationWarning, match=r"rtil_cut_points, rtil_sigma: deprecated.*`rtil: \{kind: gaussian"):
+        flat = StyleGAN2Module(**TINY, rtil_cut_points=[1, 2], rtil_sigma=0.5)
+    assert flat.hparams["rtil"] == nested.hparams["rtil"] and "rtil_cut_points" not in flat.hparams
+    # A flat key overrides the matching key of the nested setting (a config in the new form, an old command line).
+    with pytest.warns(DeprecationWarning):
+        both = StyleGAN2Module(**TINY, rtil={"kind": "gaussian", "cut_points": [1, 2], "sigma": 0.5},
+                               rtil_cut_points=[2])
+    assert both.hparams["rtil"] == {"kind": "gaussian", "cut_points": [2], "sigma": 0.5}
+    for vanilla in (None, {"kind": "gaussian", "cut_points": []}):
+        module = StyleGAN2Module(**TINY, rtil=vanilla)
+        assert module.family is None and module.num_members == 1 and module.hparams["rtil"] is None
+    for bad, message in [({"kind": "dirichlet", "codes_per_member": [2]}, "rtil.kind must be 'gaussian'"),
+                         ({"kind": "gaussian", "cut_points": [1, 9]}, "cut point 9 does not exist"),
+                         ({"kind": "gaussian", "cut_points": [1], "sigma": -1.0}, "sigma must be >= 0"),
+                         ([1, 2], "rtil must be a mapping")]:
+        with pytest.raises(RtilError, match=message):
+            StyleGAN2Module(**TINY, rtil=bad)
+
+
+def test_the_nested_form_trains_and_is_what_checkpoints_record(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    module, _ = fit(tmp_path, 2, rtil={"kind": "gaussian", "cut_points": [1, 2]},
+                    callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)])
+    assert module.num_members == 3 and torch.all(module.pl_mean > 0)
+    saved = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
+    assert saved["hyper_parameters"]["rtil"] == saved["rtil_generator"]["rtil"] == {
+        "kind": "gaussian", "cut_points": [1, 2], "sigma": 1.0}
+    assert not any(k.startswith("rtil_") for k in saved["hyper_parameters"])
+
+
+def test_w_avg_and_path_length_means_are_averaged_across_processes(tmp_path, monkeypatch):
+    """Each rank updates w_avg and pl_mean from its own batch; the module averages them across ranks where they
+    are updated (tests/test_ddp.py checks this with two real processes)."""
+    from rtil.training import distributed, stylegan2_module
+
+    averaged = []
+    monkeypatch.setattr(stylegan2_module, "average_buffers", lambda buffers: averaged.append(list(buffers)))
+    module, _ = fit(tmp_path, 1, rtil={"kind": "gaussian", "cut_points": [1]}, pl_interval=1)
+    assert any(b[0] is module.G.mapping.w_avg for b in averaged) and any(b[0] is module.pl_mean for b in averaged)
+
+    calls = []
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed.dist, "all_reduce", lambda t: (calls.append(t.clone()), t.add_(t + 2.0)))
+    a, b, ints = torch.tensor([1.0, 2.0]), torch.tensor(3.0), torch.tensor([5])
+    distributed.average_buffers([a, b, ints])  # the other rank holds each value + 2: the mean is value + 1
+    assert len(calls) == 1 and a.tolist() == [2.0, 3.0] and b.item() == 4.0 and ints.item() == 5

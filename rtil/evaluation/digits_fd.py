@@ -61,20 +61,9 @@ def member_fdds(G, num_samples: int = 1000, seed: int = 123) -> list[float]:
     generator G (G0 = the plain generator; one value for a vanilla generator)."""
     from rtil.config import build_family
     from rtil.data.digits import digits_images
+    from rtil.training.member_samples import member_images, num_members
 
     family = build_family(G.rtil) if G.rtil else None
     test = digits_images("test", G.resolution, G.img_channels)
-    out = []
-    for member in range(family.num_members if family is not None else 1):
-        gen = torch.Generator().manual_seed(seed)
-        if member == 0:
-            images = G(torch.randn(num_samples, G.z_dim, generator=gen), generator=gen, noise_mode="random")
-            out.append(digits_fd(images, test))
-            continue
-        if hasattr(family, "sample_z"):  # PGGAN members take several codes per image
-            z = family.sample_z(G, member, num_samples, gen)
-        else:
-            z = torch.randn(num_samples, G.z_dim, generator=gen)
-        images = family.generate(G, z, member, generator=gen, noise_mode="random")
-        out.append(digits_fd(images, test))
-    return out
+    return [digits_fd(member_images(G, family, member, num_samples, seed, noise_mode="random"), test)
+            for member in range(num_members(family))]

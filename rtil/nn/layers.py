@@ -1,4 +1,5 @@
-"""Normalisation layers: pixel norm and minibatch standard deviation."""
+"""Normalisation layers: pixel norm (`normalize_2nd_moment`, used as a function by both generators) and
+minibatch standard deviation."""
 
 import torch
 from torch import nn
@@ -9,13 +10,6 @@ from rtil.errors import RtilError
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """x / sqrt(mean(x^2) + eps) along `dim` (StyleGAN's z normalisation, PGGAN's pixel norm)."""
     return x * torch.rsqrt(x.square().mean(dim=dim, keepdim=True) + eps)
-
-
-class PixelNorm(nn.Module):
-    """Normalises every feature vector (dim 1) to unit root mean square."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize_2nd_moment(x, dim=1)
 
 
 class MinibatchStdDev(nn.Module):

@@ -3,6 +3,7 @@ clock, per-step random generators, RTIL member selection, gradient sync, the NaN
 generator record written into checkpoints and exported files."""
 
 import copy
+import inspect
 import math
 
 import pytorch_lightning as pl
@@ -20,9 +21,20 @@ class GanModule(pl.LightningModule):
     """Base LightningModule (manual optimisation). Subclasses build G, D and the RTIL family and
     call `_setup_networks`, then implement `training_step` with the helpers below."""
 
+    rtil_kind: str  # the RTIL family kind the subclass trains: "gaussian" or "dirichlet" (see rtil_settings)
+
     def __init__(self):
         super().__init__()
         self.automatic_optimization = False
+
+    def _save_hyperparameters(self, rtil: dict | None, flat_keys: list[str]) -> None:
+        """Save the caller's init arguments as hyper-parameters with the RTIL family as the normalised nested
+        `rtil` and without the deprecated flat keys: what checkpoints, logs and resume checks see (under
+        LightningCLI, Lightning saves the command's arguments as given, flat keys included)."""
+        self.save_hyperparameters(ignore=flat_keys, frame=inspect.currentframe().f_back)
+        self.remove_ignored_hparams(flat_keys)
+        self.hparams["rtil"] = rtil
+        self._hparams_initial = copy.deepcopy(self.hparams)  # what the loggers record
 
     @staticmethod
     def _check_optimizer_settings(lr: float, betas, total_kimg: float | None) -> None:

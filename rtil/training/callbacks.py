@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from rtil.atomic_files import atomic_torch_save, replace_durably
 from rtil.errors import RtilError
+from rtil.training.member_samples import member_grid
 
 
 def log_dir(trainer: pl.Trainer) -> Path:
@@ -40,20 +41,8 @@ class SampleGrid(pl.Callback):
     @torch.no_grad()
     def grid(self, module) -> torch.Tensor:
         """Images (members * num_samples, C, H, W) in [0, 1] as one grid tensor (C, H', W')."""
-        G, family = module.G_ema, module.family
-        rows = []
-        for member in range(module.num_members):
-            gen = torch.Generator(device=module.device).manual_seed(self.seed)
-            if family is None:
-                rows.append(G(torch.randn(self.num_samples, G.z_dim, device=module.device, generator=gen),
-                              noise_mode="const"))
-            elif hasattr(family, "sample_z"):
-                z = family.sample_z(G, member, self.num_samples, gen, module.device)
-                rows.append(family.generate(G, z, member, generator=gen, noise_mode="const"))
-            else:
-                z = torch.randn(self.num_samples, G.z_dim, device=module.device, generator=gen)
-                rows.append(family.generate(G, z, member, generator=gen, noise_mode="const"))
-        images = (torch.cat(rows).clamp(-1, 1) + 1) / 2
+        images = member_grid(module.G_ema, module.family, self.num_samples, self.seed, device=module.device)
+        images = (images.clamp(-1, 1) + 1) / 2
         return make_grid(images.float().cpu(), nrow=self.num_samples, padding=1)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):

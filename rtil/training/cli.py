@@ -80,9 +80,29 @@ def default_run_name(cfg) -> str:
     "_vanilla" when the RTIL family is off, so the README's vanilla and RTIL runs do not share checkpoints."""
     configs = cfg.get("config") or []
     name = Path(str(configs[-1])).stem if configs else cfg.model.class_path.rsplit(".", 1)[-1].lower()
-    args = cfg.model.init_args
-    rtil = args.get("rtil_cut_points", args.get("rtil_codes_per_member"))
+    rtil = model_settings(cfg.model).get("rtil")
     return f"{name}_vanilla" if not rtil else name
+
+
+def model_settings(model, saved: dict | None = None) -> dict:
+    """The model's settings (`saved`, a checkpoint's hyper-parameters, or else the command's `model.init_args`) with
+    the RTIL family in its normalised nested form `rtil` (the deprecated flat keys folded in, see
+    rtil.training.rtil_settings), so that settings of either form compare."""
+    import importlib
+
+    from rtil.training.rtil_settings import normalise_settings
+
+    if saved is not None:
+        settings = dict(saved)
+    else:
+        args = model.init_args
+        settings = args.as_dict() if hasattr(args, "as_dict") else dict(args)
+    module_name, _, class_name = str(model.class_path).rpartition(".")
+    try:
+        kind = getattr(getattr(importlib.import_module(module_name), class_name), "rtil_kind", None)
+    except (ImportError, AttributeError, ValueError):
+        kind = None
+    return normalise_settings(settings, kind) if kind is not None else settings
 
 
 # Model settings a resumed run may change (the command line wins over the checkpoint); every other one must
@@ -101,7 +121,8 @@ def check_resume_settings(ckpt_path: Path, model) -> None:
     saved_class = saved.pop("_class_path", None)
     if saved_class and saved_class != model.class_path:
         raise RtilError(f"--ckpt_path {ckpt_path} holds a {saved_class}, not a {model.class_path}")
-    current = model.init_args.as_dict() if hasattr(model.init_args, "as_dict") else dict(model.init_args)
+    # The RTIL family is compared in its nested form: a checkpoint of an earlier release holds the flat keys.
+    saved, current = model_settings(model, saved), model_settings(model)
     differs = {k: (saved[k], current[k]) for k in saved
                if not k.startswith("_") and k in current and _plain(saved[k]) != _plain(current[k])}
     fixed = {k: v for k, v in differs.items() if k not in RESUMABLE_CHANGES}
@@ -114,6 +135,8 @@ def check_resume_settings(ckpt_path: Path, model) -> None:
 
 
 def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
@@ -159,6 +182,8 @@ def main(args=None) -> RtilCLI:
     """Run the training CLI (`args` as on the command line; None reads sys.argv). Returns the CLI
     object (its `.trainer` and `.model`) for programmatic use; user errors exit with status 2."""
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
+    # Python hides DeprecationWarnings outside __main__; the deprecated flat RTIL keys should be seen.
+    warnings.filterwarnings("default", category=DeprecationWarning, message="rtil_")
     sigterm.force_exit_seconds = 10.0  # a SIGTERM during a data wait ends the process even if clean-up hangs
     try:
         # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's

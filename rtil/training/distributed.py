@@ -4,7 +4,9 @@ Lightning wraps the whole LightningModule (G and D together) in one DistributedD
 each manual_backward of a GAN phase uses only part of it, several times per step. Instead of
 fighting DDP's reducer (unused parameters, one backward per forward), rtil turns DDP's own
 gradient sync off and averages the gradients of the phase's parameters explicitly before each
-optimizer step (one flattened all-reduce per phase).
+optimizer step (one flattened all-reduce per phase). The running statistics each process updates
+from its own batch (StyleGAN2's w_avg and path-length means) are averaged the same way
+(`average_buffers`), so that every rank, and rank 0's checkpoints and exports, hold the same values.
 """
 
 import torch
@@ -25,29 +27,37 @@ def world_size() -> int:
 @torch.no_grad()
 def average_gradients(params) -> None:
     """All-reduce (mean) the gradients of `params` across processes; missing grads count as 0."""
-    n = world_size()
-    if n == 1:
+    if world_size() == 1:
         return
     params = [p for p in params if p.requires_grad]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    dist.all_reduce(flat)
-    flat /= n
-    offset = 0
-    for p in params:
-        k = p.numel()
-        p.grad.copy_(flat[offset:offset + k].view_as(p.grad))
-        offset += k
+    _average_in_place([p.grad for p in params])
 
 
 @torch.no_grad()
 def average_buffers(buffers) -> None:
-    """All-reduce (mean) floating-point buffers (running statistics such as w_avg, pl_mean)."""
-    if world_size() == 1:
+    """All-reduce (mean) floating-point buffers in place across processes.
+
+    For running statistics that each process updates from its own batch: StyleGAN2's `w_avg` and the
+    path-length means `pl_mean` would otherwise drift apart across ranks (DDP broadcasts buffers only
+    when it syncs gradients itself, which rtil turns off), and rank 0's checkpoints and exported
+    generator would reflect rank 0's images only. Their updates are lerps, linear in the batch
+    statistic, so averaging the updated values (equal before the update) gives exactly the update
+    with the mean over all ranks' batches."""
+    if world_size() > 1:
+        _average_in_place([b for b in buffers if b.is_floating_point()])
+
+
+def _average_in_place(tensors: list[torch.Tensor]) -> None:
+    """One flattened all-reduce (mean) of `tensors`, written back in place."""
+    if not tensors:
         return
-    for b in buffers:
-        if b.is_floating_point():
-            dist.all_reduce(b)
-            b /= world_size()
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()

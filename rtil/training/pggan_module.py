@@ -15,12 +15,14 @@ import math
 
 import torch
 
+from rtil.config import build_family
 from rtil.errors import RtilError
-from rtil.latents import DirichletFusion, dirichlet_weights
+from rtil.latents import dirichlet_weights
 from rtil.models.pggan import OFFICIAL_LATENT_GAIN, Discriminator, Generator
 from rtil.training import losses
 from rtil.training.base import GanModule
 from rtil.training.ema import update_ema
+from rtil.training.rtil_settings import rtil_config
 
 
 def lod_schedule(kimg: float, max_lod: int, training_kimg: float, transition_kimg: float) -> float:
@@ -55,8 +57,10 @@ class PGGANModule(GanModule):
         pixel_norm_first, first_block_convs, latent_gain, torgb_gain: the generator's remaining layer
             options (official defaults; the RTIL authors use True, 2, sqrt(2 z_dim / (16 C_4)), sqrt(2)).
         mbstd_group_size: discriminator minibatch-stddev group (must divide the per-device batch).
-        rtil_codes_per_member: codes N fused by each extended member G1..GK; None or [] = vanilla.
-        rtil_cut_point: the cut point where the codes are fused (lowered while that block is not grown yet).
+        rtil: the RTIL Dirichlet family, as in model configs and generator files: {kind: dirichlet,
+            codes_per_member: [...] (codes N fused by each extended member G1..GK), cut_point: 4 (where the codes
+            are fused; lowered while that block is not grown yet)}; None (or no members) = vanilla training.
+            See rtil.training.rtil_settings.
         member_weighting: "equal" (RTIL authors' code) or "lambda" (paper: lambda for G0, 1 - lambda shared).
         member_lambda: lambda for "lambda" weighting.
         member_sampling: "all" members every step, or "one" member drawn per step (cheaper).
@@ -70,20 +74,27 @@ class PGGANModule(GanModule):
         reset_optimizer_per_lod: reset both Adam states whenever floor or ceil of lod changes.
         total_kimg: stop after this many thousand images (None: let the trainer decide).
         seed: seeds every random draw of training (with the iteration and rank).
+        rtil_codes_per_member, rtil_cut_point: deprecated flat form of `rtil` (translated, with a
+            DeprecationWarning).
     """
+
+    rtil_kind = "dirichlet"
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, z_dim: int = 128, channel_base: int = 2048,
                  channel_max: int = 128, channel_table: dict[int, int] | None = None, upsample_mode: str = "nearest",
                  normalize_latent: bool = True, pixel_norm_first: bool = False, first_block_convs: int = 1,
                  latent_gain: float = OFFICIAL_LATENT_GAIN, torgb_gain: float = 1.0, mbstd_group_size: int = 4,
-                 rtil_codes_per_member: list[int] | None = None, rtil_cut_point: int = 4,
-                 member_weighting: str = "equal", member_lambda: float = 0.5, member_sampling: str = "all",
-                 lr: float = 0.001, betas: tuple[float, float] = (0.0, 0.99), gp_lambda: float = 10.0,
+                 rtil: dict | None = None, member_weighting: str = "equal", member_lambda: float = 0.5,
+                 member_sampling: str = "all", lr: float = 0.001, betas: tuple[float, float] = (0.0, 0.99),
+                 gp_lambda: float = 10.0,
                  drift: float = 0.001, ema_beta: float = 0.999, progressive: bool = True,
                  lod_training_kimg: float = 600.0, lod_transition_kimg: float = 600.0,
-                 reset_optimizer_per_lod: bool = True, total_kimg: float | None = None, seed: int = 0):
+                 reset_optimizer_per_lod: bool = True, total_kimg: float | None = None, seed: int = 0,
+                 rtil_codes_per_member: list[int] | None = None, rtil_cut_point: int | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        rtil = rtil_config(rtil, self.rtil_kind, dict(rtil_codes_per_member=rtil_codes_per_member,
+                                                      rtil_cut_point=rtil_cut_point))
+        self._save_hyperparameters(rtil, ["rtil_codes_per_member", "rtil_cut_point"])
         self._check_optimizer_settings(lr, betas, total_kimg)
         if progressive and (lod_training_kimg < 0 or lod_transition_kimg < 0
                             or lod_training_kimg + lod_transition_kimg <= 0):
@@ -97,7 +108,7 @@ class PGGANModule(GanModule):
                       pixel_norm_first=pixel_norm_first, first_block_convs=first_block_convs,
                       latent_gain=latent_gain, torgb_gain=torgb_gain, **arch)
         D = Discriminator(mbstd_group_size=mbstd_group_size, **arch)
-        family = DirichletFusion(list(rtil_codes_per_member), rtil_cut_point) if rtil_codes_per_member else None
+        family = build_family(rtil)
         self._setup_networks(G, D, family, member_weighting, member_lambda, member_sampling, seed)
         # The lod phase (see `lod_phase`) Adam was last reset for; -1 = none yet. Saved for exact resume.
         self.register_buffer("optimizer_lod_phase", torch.full((), -1, dtype=torch.long))

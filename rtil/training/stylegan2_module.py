@@ -11,11 +11,13 @@ c = interval / (interval + 1).
 
 import torch
 
-from rtil.latents import GaussianLatents
+from rtil.config import build_family
 from rtil.models.stylegan2 import Discriminator, Generator
 from rtil.training import losses
 from rtil.training.base import GanModule
+from rtil.training.distributed import average_buffers
 from rtil.training.ema import ema_beta, update_ema
+from rtil.training.rtil_settings import rtil_config
 
 
 class StyleGAN2Module(GanModule):
@@ -26,8 +28,9 @@ class StyleGAN2Module(GanModule):
             channel_max: the generator and discriminator architecture (see rtil.models.stylegan2.Generator);
             channel_table: optional explicit {resolution: channels} (the Generator's `channels`).
         mbstd_group_size: discriminator minibatch-stddev group (must divide the per-device batch).
-        rtil_cut_points: cut points of the extended members G1..GK; empty = vanilla training.
-        rtil_sigma: standard deviation of the RTIL latents.
+        rtil: the RTIL Gaussian family, as in model configs and generator files: {kind: gaussian,
+            cut_points: [...], sigma: 1.0} (`cut_points[i]`: where member i + 1 and later add their latent);
+            None (or no cut points) = vanilla training. See rtil.training.rtil_settings.
         member_weighting: "equal" (RTIL authors' code) or "lambda" (paper: lambda for G0, 1 - lambda shared).
         member_lambda: lambda for "lambda" weighting.
         member_sampling: "all" members every step, or "one" member drawn per step (cheaper).
@@ -38,26 +41,30 @@ class StyleGAN2Module(GanModule):
         ema_kimg, ema_rampup: generator EMA half-life in thousands of images, optional ramp-up.
         total_kimg: stop after this many thousand images (None: let the trainer decide).
         seed: seeds every random draw of training (with the iteration and rank).
+        rtil_cut_points, rtil_sigma: deprecated flat form of `rtil` (translated, with a DeprecationWarning).
     """
+
+    rtil_kind = "gaussian"
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, z_dim: int = 128, w_dim: int = 128,
                  mapping_layers: int = 4, mapping_lr_mul: float = 0.01, channel_base: int = 4096,
                  channel_max: int = 128, channel_table: dict[int, int] | None = None, mbstd_group_size: int = 4,
-                 rtil_cut_points: list[int] | None = None, rtil_sigma: float = 1.0,
-                 member_weighting: str = "equal", member_lambda: float = 0.5, member_sampling: str = "all",
-                 lr: float = 0.0025, betas: tuple[float, float] = (0.0, 0.99),
+                 rtil: dict | None = None, member_weighting: str = "equal", member_lambda: float = 0.5,
+                 member_sampling: str = "all", lr: float = 0.0025, betas: tuple[float, float] = (0.0, 0.99),
                  r1_gamma: float = 0.05, r1_interval: int = 16,
                  pl_weight: float = 2.0, pl_interval: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
                  style_mixing_prob: float = 0.9, ema_kimg: float = 10.0, ema_rampup: float | None = None,
-                 total_kimg: float | None = None, seed: int = 0):
+                 total_kimg: float | None = None, seed: int = 0,
+                 rtil_cut_points: list[int] | None = None, rtil_sigma: float | None = None):
         super().__init__()
-        self.save_hyperparameters()
+        rtil = rtil_config(rtil, self.rtil_kind, dict(rtil_cut_points=rtil_cut_points, rtil_sigma=rtil_sigma))
+        self._save_hyperparameters(rtil, ["rtil_cut_points", "rtil_sigma"])
         self._check_optimizer_settings(lr, betas, total_kimg)
         arch = dict(resolution=resolution, img_channels=img_channels, channel_base=channel_base,
                     channel_max=channel_max, channels=channel_table)
         G = Generator(z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul, **arch)
         D = Discriminator(mbstd_group_size=mbstd_group_size, **arch)
-        family = GaussianLatents(list(rtil_cut_points), rtil_sigma) if rtil_cut_points else None
+        family = build_family(rtil)
         self._setup_networks(G, D, family, member_weighting, member_lambda, member_sampling, seed)
         self.register_buffer("pl_mean", torch.zeros(self.num_members))
 
@@ -112,6 +119,7 @@ class StyleGAN2Module(GanModule):
             loss = losses.g_nonsaturating(self.D(fake))
             self.manual_backward(weight * loss)
             loss_g += weight * loss.detach()
+        average_buffers([self.G.mapping.w_avg])  # each rank moved w_avg with its own latents
         logs["loss/G"] = loss_g
         if h.pl_weight > 0 and it % h.pl_interval == 0:
             pl_batch = max(1, b // h.pl_batch_shrink)
@@ -120,6 +128,7 @@ class StyleGAN2Module(GanModule):
                 lengths = losses.path_lengths(fake, ws, gen)
                 with torch.no_grad():
                     self.pl_mean[member].lerp_(lengths.mean().detach(), h.pl_decay)
+                average_buffers([self.pl_mean])  # every rank's penalty uses the mean over all ranks' lengths
                 penalty = (lengths - self.pl_mean[member]).square().mean()
                 self.manual_backward(weight * h.pl_weight * h.pl_interval * penalty + 0 * fake[:, 0, 0, 0].sum())
                 logs[f"reg/pl_penalty_G{member}"] = penalty.detach()

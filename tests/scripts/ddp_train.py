@@ -38,7 +38,7 @@ def main(out: Path):
     torch.manual_seed(0)
     module = StyleGAN2Module(resolution=8, img_channels=1, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64,
                              channel_max=8, mbstd_group_size=2, r1_interval=2, pl_interval=2,
-                             rtil_cut_points=[1, 2], total_kimg=3 * 2 * 4 / 1000)
+                             rtil={"kind": "gaussian", "cut_points": [1, 2]}, total_kimg=3 * 2 * 4 / 1000)
     data = GanDataModule(resolution=8, channels=1, batch_size=4, seed=0)
     trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, max_epochs=-1,
