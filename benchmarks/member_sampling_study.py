@@ -41,7 +41,8 @@ def train(args, sampling: str) -> dict:
     torch.manual_seed(args.seed)
     module = StyleGAN2Module(resolution=args.resolution, img_channels=1, z_dim=64, w_dim=64, mapping_layers=2,
                              channel_base=args.channel_base, channel_max=args.channel_max,
-                             rtil_cut_points=list(range(1, args.members + 1)), member_sampling=sampling,
+                             rtil={"kind": "gaussian", "cut_points": list(range(1, args.members + 1)), "sigma": 1.0},
+                             member_sampling=sampling,
                              ema_kimg=1.0, total_kimg=args.kimg, seed=args.seed)
     data = GanDataModule(resolution=args.resolution, channels=1, batch_size=args.batch, seed=args.seed)
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -28,12 +28,17 @@ class Timer(pl.Callback):
         self.t1, self.n1 = time.perf_counter(), int(module.nimg)
 
 
+def gaussian_family(members: int) -> dict | None:
+    """The RTIL Gaussian family with latents after blocks 1..members (None: vanilla)."""
+    return {"kind": "gaussian", "cut_points": list(range(1, members + 1)), "sigma": 1.0} if members else None
+
+
 def measure(args, k: int) -> float:
     torch.manual_seed(0)
     batch = args.batch
     module = StyleGAN2Module(resolution=args.resolution, img_channels=1, z_dim=args.z_dim, w_dim=args.z_dim,
                              mapping_layers=args.mapping_layers, channel_base=args.channel_base,
-                             channel_max=args.channel_max, rtil_cut_points=list(range(1, k + 1)) or None,
+                             channel_max=args.channel_max, rtil=gaussian_family(k),
                              member_sampling=args.member_sampling,
                              total_kimg=(args.warmup + args.iterations) * batch / 1000)
     data = GanDataModule(resolution=args.resolution, channels=1, batch_size=batch)

@@ -22,7 +22,7 @@ from torchvision.utils import save_image
 from rtil.atomic_files import write_text_atomically
 from rtil.checkpoints import load_generator, save_generator
 from rtil.config import build_family, build_generator, read_yaml
-from rtil.training.member_samples import member_grid  # also imported from here by rtil.study
+from rtil.training.member_samples import member_grid, save_member_grid
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_CONFIGS = ("stylegan2_digits.yaml", "pggan_digits.yaml")
@@ -69,13 +69,7 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
     final = out_dir / f"{name}.pt"
     shutil.copyfile(Path(cli.trainer.log_dir) / "generator.pt", final)
     G = load_generator(final)
-    png = out_dir / f"{name}_samples.png"
-    if G.rtil is None:
-        z = torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(seed))
-        save_image(G(z, noise_mode="const"), png, nrow=8, normalize=True, value_range=(-1, 1))
-    else:
-        family = build_family(G.rtil)
-        save_image(member_grid(G, family, 8, seed), png, nrow=8, normalize=True, value_range=(-1, 1))
+    png = save_member_grid(G, out_dir / f"{name}_samples.png", 8, seed)
     print(f"trained generator: {final}; samples: {png.name}")
     return final
 

@@ -338,25 +338,15 @@ def export_one(cfg: dict, name: str) -> None:
     checkpoint's kimg)."""
     import tempfile
 
-    import torch
-    from torchvision.utils import save_image
-
     from rtil.checkpoints import export_lightning_checkpoint, load_generator
-    from rtil.config import build_family
-    from rtil.demo import member_grid
     from rtil.evaluation.digits_fd import member_fdds
+    from rtil.training.member_samples import save_member_grid
 
     out = cfg["out"]
     checkpoints = out / "train" / name / "checkpoints"
     final = export_lightning_checkpoint(checkpoints / "last.ckpt", out / "generators" / f"{name}.pt")
     G = load_generator(final)
-    if G.rtil is None:
-        z = torch.randn(8, G.z_dim, generator=torch.Generator().manual_seed(0))
-        grid = G(z, noise_mode="const")
-    else:
-        grid = member_grid(G, build_family(G.rtil), 8, 0)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    save_image(grid, out / "samples" / f"{name}.png", nrow=8, normalize=True, value_range=(-1, 1))
+    save_member_grid(G, out / "samples" / f"{name}.png", 8, 0)
     curve = []
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in sorted(checkpoints.glob("kimg*.ckpt")) if cfg["fdd_samples"] > 0 else []:
