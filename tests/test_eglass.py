@@ -134,3 +134,31 @@ def test_explore_cli(tmp_path, capsys):
         assert run_invert([*common, *bad]) == 2, bad
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (bad, err)
+
+
+class StandInPerceptual(torch.nn.Module):
+    """LPIPS's interface (images in [0, 1] -> one distance per row) with small fixed conv features: the LPIPS
+    weights cannot be downloaded in tests."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        torch.nn.init.normal_(self.conv.weight, generator=torch.Generator().manual_seed(0))
+        self.requires_grad_(False)
+
+    def forward(self, pred, target):
+        return (torch.tanh(self.conv(pred)) - torch.tanh(self.conv(target))).pow(2).flatten(1).mean(1)
+
+
+def test_the_image_metric_can_be_a_perceptual_network_with_both_eigensolvers():
+    G, space, latent, noises, operator, y = problem(factor=4)
+    perceptual = StandInPerceptual()
+    results = [EGlass(k=3, directions=1, top_measurement=4, eigensolver=solver).explore(
+        G, operator, y, space, latent, noises, perceptual=perceptual) for solver in ("dense", "lanczos")]
+    assert all(r.perceptual == "lpips" for r in results)
+    torch.testing.assert_close(results[1].eigenvalues_image, results[0].eigenvalues_image, rtol=1e-3, atol=1e-7)
+    mse = EGlass(k=3, directions=1, top_measurement=4, perceptual="mse").explore(G, operator, y, space, latent,
+                                                                               noises, perceptual=perceptual)
+    assert mse.perceptual == "mse" and not torch.allclose(mse.eigenvalues_image, results[0].eigenvalues_image)
+    with pytest.raises(RtilError, match="needs the LPIPS network"):
+        EGlass(k=3, directions=1, perceptual="lpips").explore(G, operator, y, space, latent, noises)
