@@ -9,16 +9,20 @@ Layout (version 1):
     g_ema: state_dict of the EMA generator (the one to use), incl. const noise, w_avg, lod
     g: state_dict of the raw (non-EMA) generator, optional
     provenance: {created, source, ...} how, when and from what the weights were made
+
+A file whose name ends in .safetensors holds the same record in the safetensors format: the tensors as
+"g_ema.<name>" and "g.<name>", the other entries as JSON strings in the file's metadata.
 """
 
 import datetime
+import json
 import os
 import pickle
 from pathlib import Path
 
 import torch
 
-from rtil.atomic_files import atomic_torch_save
+from rtil.atomic_files import atomic_torch_save, atomic_write
 from rtil.errors import RtilError
 
 FORMAT = "rtil-generator"
@@ -67,14 +71,56 @@ def generator_record(G_ema: torch.nn.Module, G: torch.nn.Module | None = None, r
 
 def save_generator(path: str | os.PathLike, G_ema: torch.nn.Module, G: torch.nn.Module | None = None,
                    rtil: dict | None = None, provenance: dict | None = None) -> Path:
-    """Write an exported generator file atomically; returns the path."""
-    atomic_torch_save(generator_record(G_ema, G, rtil, provenance), path)
-    return Path(path)
+    """Write an exported generator file atomically (safetensors if the name ends in .safetensors); returns the
+    path."""
+    return write_generator_record(generator_record(G_ema, G, rtil, provenance), path)
+
+
+SAFETENSORS_SUFFIX = ".safetensors"
+_METADATA_KEYS = ("format", "version", "family", "arch", "rtil", "provenance")
+
+
+def write_generator_record(rec: dict, path: str | os.PathLike) -> Path:
+    """Write a generator-file dict atomically: torch.save format, or safetensors for a .safetensors name."""
+    path = Path(path)
+    if path.suffix != SAFETENSORS_SUFFIX:
+        atomic_torch_save(rec, path)
+        return path
+    from safetensors.torch import save
+
+    tensors = {f"{part}.{name}": value.contiguous() for part in ("g_ema", "g")
+               for name, value in (rec.get(part) or {}).items()}
+    metadata = {key: json.dumps(rec.get(key)) for key in _METADATA_KEYS}
+    data = save(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is no dict
+        rec = {key: json.loads(metadata[key]) for key in _METADATA_KEYS if key in metadata}
+    except (SafetensorError, OSError, ValueError) as e:  # json errors are ValueErrors
+        raise RtilError(f"{path} is not a readable safetensors generator file ({type(e).__name__}: {e})") from None
+    for part in ("g_ema", "g"):
+        state = {name[len(part) + 1:]: t for name, t in tensors.items() if name.startswith(part + ".")}
+        rec[part] = state or None
+    return rec
 
 
 def read_generator_file(path: str | os.PathLike) -> dict:
-    """Load and validate an exported generator file (no model is built)."""
-    rec = safe_torch_load(path, "generator")
+    """Load and validate an exported generator file (no model is built): a torch.save file (loaded weights-only)
+    or a .safetensors file."""
+    if Path(path).suffix == SAFETENSORS_SUFFIX:
+        if not Path(path).is_file():
+            raise RtilError(f"generator file not found: {path}")
+        rec = _read_safetensors(Path(path))
+    else:
+        rec = safe_torch_load(path, "generator")
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         hint = ""
         if isinstance(rec, dict) and "g_ema" in rec and "format" not in rec:
@@ -150,5 +196,4 @@ def export_lightning_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os
     rec["provenance"] = {**(info.get("provenance") or {}), "exported_from": Path(ckpt_path).name,
                          "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     build_generator(rec)  # validates architecture and weights before anything is written
-    atomic_torch_save(rec, out_path)
-    return Path(out_path)
+    return write_generator_record(rec, out_path)

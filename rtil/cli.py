@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from rtil.data.shards import add_shards_arguments, run_shards
 from rtil.errors import RtilError
@@ -22,8 +23,13 @@ def _cmd_convert(args) -> None:
 
 
 def _cmd_export(args) -> None:
-    from rtil.checkpoints import export_lightning_checkpoint
+    from rtil.checkpoints import SAFETENSORS_SUFFIX, export_lightning_checkpoint
 
+    if args.format == "safetensors" and not str(args.output).endswith(SAFETENSORS_SUFFIX):
+        raise RtilError(f"--format safetensors writes a {SAFETENSORS_SUFFIX} file: name the output "
+                        f"{Path(args.output).with_suffix(SAFETENSORS_SUFFIX)}")
+    if args.format == "pt" and str(args.output).endswith(SAFETENSORS_SUFFIX):
+        raise RtilError(f"--format pt writes a torch.save file: do not name it {SAFETENSORS_SUFFIX}")
     print(f"wrote {export_lightning_checkpoint(args.checkpoint, args.output)}")
 
 
@@ -84,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write the generator file of a Lightning training checkpoint")
     p.add_argument("checkpoint", help="a .ckpt written by train.py")
-    p.add_argument("output", help="the generator file to write (.pt)")
+    p.add_argument("output", help="the generator file to write: .pt (torch.save, loads weights-only) or "
+                                  ".safetensors (tensors + JSON metadata)")
+    p.add_argument("--format", choices=["auto", "pt", "safetensors"], default="auto",
+                   help="file format (default: from the output's name)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("shards", help="convert an image folder to webdataset shards")

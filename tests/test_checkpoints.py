@@ -123,3 +123,25 @@ def test_atomic_save_to_a_folder_or_an_unwritable_place_is_a_clear_error(tmp_pat
             atomic_torch_save({"x": torch.zeros(1)}, locked / "g.pt")
     finally:
         locked.chmod(0o700)
+
+
+def test_safetensors_generator_files_round_trip_with_their_metadata(tmp_path):
+    from safetensors import safe_open
+
+    from rtil.checkpoints import load_generator
+
+    torch.manual_seed(0)
+    G = tiny_stylegan2(16, 1).eval()
+    path = save_generator(tmp_path / "g.safetensors", G, rtil={"kind": "gaussian", "cut_points": [1], "sigma": 1.0},
+                          provenance={"source": "test"})
+    with safe_open(str(path), framework="pt") as f:  # a plain safetensors file any tool can read
+        assert f.metadata()["format"] == '"rtil-generator"' and any(k.startswith("g_ema.") for k in f.keys())  # noqa: SIM118
+    loaded = load_generator(path)
+    z = torch.randn(3, G.z_dim)
+    assert torch.equal(loaded(z, noise_mode="const"), G(z, noise_mode="const"))
+    assert loaded.rtil == {"kind": "gaussian", "cut_points": [1], "sigma": 1.0}
+    assert loaded.provenance["source"] == "test"
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(RtilError, match="not a readable safetensors generator file"):
+        load_generator(broken)

@@ -93,3 +93,17 @@ def test_the_demo_model_configs_are_the_networks_the_training_recipes_train():
         G = build_generator(model_cfg["generator"])
         assert generator_record(G)["arch"] == generator_record(module.G)["arch"], name
         assert model_cfg["rtil"] == module.hparams["rtil"], name
+
+
+def test_export_to_safetensors(tmp_path, capsys):
+    from rtil.checkpoints import load_generator
+
+    ckpt = fake_training_checkpoint(tmp_path / "run.ckpt")
+    assert cli_main(["export", str(ckpt), str(tmp_path / "g.safetensors"), "--format", "safetensors"]) == 0
+    assert cli_main(["export", str(ckpt), str(tmp_path / "g.pt")]) == 0
+    z = torch.randn(2, 16)
+    a, b = load_generator(tmp_path / "g.safetensors"), load_generator(tmp_path / "g.pt")
+    assert torch.equal(a(z, noise_mode="const"), b(z, noise_mode="const"))
+    capsys.readouterr()
+    assert cli_main(["export", str(ckpt), str(tmp_path / "h.pt"), "--format", "safetensors"]) == 2
+    assert "h.safetensors" in capsys.readouterr().err and not (tmp_path / "h.pt").exists()
