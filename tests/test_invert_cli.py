@@ -185,3 +185,21 @@ def test_set_changes_single_solver_settings(files, tmp_path, capsys):
     assert run(solve_args(files, tmp_path / "p", method="csgm") + ["--set", "steps"]) == 2
     assert run(solve_args(files, tmp_path / "p", method="csgm") + ["--set", "steps=abc"]) == 2
     assert "bad csgm settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, generator", [("csgm", "g.pt"), ("pulse", "g.pt"), ("ilo", "g.pt"), ("ilo", "pg.pt"),
+                                               ("csgm", "pg.pt")])
+def test_solutions_are_saved_weights_only_and_re_render_the_reconstructions(files, tmp_path, method, generator):
+    from rtil.inverse.solutions import render_solution
+
+    out = tmp_path / "o"
+    extra = ["--set", "cut_points=[0, 1]", "--set", "steps=[3, 3]", "--set", "lr=[0.1, 0.05]",
+             "--set", "noise_layers=[1, 3]", "--set", "l1_radius=[0.05]"] if method == "ilo" else []
+    assert run(solve_args(files, out, method, generator=generator) + extra) == 0
+    saved = torch.load(out / "solutions.pt", weights_only=True)
+    G = rtil.load_generator(files / generator)
+    images = render_solution(G, saved["solution"], saved["cut"])
+    written = torch.stack([torch.from_numpy(np.array(Image.open(out / "reconstructions" / f"{i:05d}.png").convert("L")))
+                           for i in range(3)]).float() / 255
+    assert images.shape[0] == 3 and saved["cut"] == (1 if method == "ilo" else 0)
+    torch.testing.assert_close(((images + 1) / 2).clamp(0, 1)[:, 0], written, atol=1 / 255 + 1e-6, rtol=0)

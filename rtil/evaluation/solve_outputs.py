@@ -27,6 +27,9 @@ def write_solve_outputs(out: Path, images, names, results, lpips_metric, lpips_n
 
     atomic_torch_save({"measurements": results.measurements, "names": names, "task": args.task,
                        "operators": results.operators, "seed": args.seed}, out / "measurements.pt")
+    if results.solution is not None:  # re-render with rtil.inverse.solutions.render_solution(G, solution, cut)
+        atomic_torch_save({"solution": results.solution, "cut": results.info.get("cut", 0),
+                           "latent_space": results.info.get("latent_space"), "names": names}, out / "solutions.pt")
 
     values = reconstruction_metrics(results.reconstructions, images, lpips_metric)
     per_image = []

@@ -184,7 +184,8 @@ def solve_cell(cell: dict, G, images: torch.Tensor, names: list[str], cfg: dict,
               "generator": cfg["models"][cell["model"]], "seconds": time.perf_counter() - t0}
     base = out / "cells" / cell["id"]
     atomic_torch_save({"reconstructions": results.reconstructions, "measurement_views": results.measurement_views,
-                       "truths": images.cpu()}, f"{base}.pt")
+                       "truths": images.cpu(), "solution": results.solution, "cut": results.info.get("cut", 0),
+                       "latent_space": results.info.get("latent_space")}, f"{base}.pt")
     write_json_atomically(Path(f"{base}.json"), json_safe(record))
 
 

@@ -52,9 +52,9 @@ class CSGM(Solver):
             return G.synthesize(space.start_state(latent, noises))
 
         def variables():
-            return [latent, *noises]
+            return {"latent": latent, "noises": noises}
 
         run_optimizer(params, render, data_term, self.steps, self.lr, self.warmup, self.rampdown, tracker,
                       progress=progress, variables=variables)
         record_final(render, data_term, tracker, variables)
-        return {"latent_space": space.name}, None
+        return {"space": space}, None

@@ -171,8 +171,9 @@ class ILO(Solver):
                 return data, measured
 
             run_optimizer(current.params, current.render, objective, self.steps[r], self.lr[r], self.warmup,
-                          self.rampdown, tracker, after_step=current.project, progress=progress)
-            record_final(current.render, objective, tracker)
+                          self.rampdown, tracker, after_step=current.project, progress=progress,
+                          variables=current.variables)
+            record_final(current.render, objective, tracker, current.variables)
             round_losses.append(tracker.last_losses())
             if current.features is not None and on_round_end is not None:
                 on_round_end(r, current.features.detach().clone(), current.center)
@@ -187,7 +188,7 @@ class ILO(Solver):
             with torch.no_grad():
                 start = G.advance(state, self.cut_points[r + 1])
             previous = current
-        info = {"stochastic_noise": data_term.stochastic_noise,
+        info = {"space": space, "cut": self.cut_points[-1], "stochastic_noise": data_term.stochastic_noise,
                 "rounds": [{"cut": c, "trainable_noise_maps": len(_Round.trainable_indices(self, G, r, c))}
                            for r, c in enumerate(self.cut_points)],
                 "range_projections": self.range_projections}
@@ -286,6 +287,11 @@ class _Round:
 
     def render(self) -> torch.Tensor:
         return self.G.synthesize(self.state())
+
+    def variables(self) -> dict:
+        """What re-renders this round's images (rtil/inverse/solutions.py)."""
+        return {"latent": self.latent(), "noises": self.noises(), "features": self.features,
+                "skip_image": self.start.img if self.cut > 0 else None}
 
     @torch.no_grad()
     def project(self) -> None:

@@ -38,7 +38,7 @@ def check_schedule(lr: float, warmup: float, rampdown: float, optimizer: str = "
 def run_optimizer(params: list[torch.Tensor], render: Render, loss: Loss, steps: int, lr: float,
                   warmup: float, rampdown: float, tracker: IterateTracker, optimizer: str = "adam",
                   after_step: Callable[[], None] | None = None, progress: Progress = None,
-                  variables: Callable[[], list[torch.Tensor]] | None = None) -> None:
+                  variables: Callable[[], dict] | None = None) -> None:
     """`steps` optimiser steps on `params`. Each step renders the images (N, C, H, W), evaluates
     loss(images) -> (total (N,), measurement (N,)), records the iterate in `tracker`, and steps on the sum of
     the per-row totals; `after_step` (projections) runs after every step. The LR follows `learning_rate`.
@@ -61,7 +61,7 @@ def run_optimizer(params: list[torch.Tensor], render: Render, loss: Loss, steps:
 
 @torch.no_grad()
 def record_final(render: Render, loss: Loss, tracker: IterateTracker,
-                 variables: Callable[[], list[torch.Tensor]] | None = None) -> None:
+                 variables: Callable[[], dict] | None = None) -> None:
     """Record the iterate left by the last optimiser step."""
     images = render()
     tracker.record(images, loss(images)[1], None if variables is None else variables())

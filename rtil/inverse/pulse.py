@@ -88,12 +88,12 @@ class Pulse(Solver):
                 project_to_sphere_(n, dim=(1, 2, 3), radius=r)
 
         def variables():
-            return [latent, *noises]
+            return {"latent": latent, "noises": noises}
 
         run_optimizer(params, render, objective, self.steps, self.lr, self.warmup, self.rampdown, tracker,
                       after_step=project, progress=progress, variables=variables)
         record_final(render, objective, tracker, variables)
-        info = {"trainable_noise_maps": len(trainable), "latent_space": space.name}
+        info = {"trainable_noise_maps": len(trainable), "space": space}
         if proxy is not None:
             info["mapping_proxy"] = proxy.describe()
         return info, None

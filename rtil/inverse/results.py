@@ -27,9 +27,10 @@ class SolveResult:
     feasible:          (B,) measurement_loss <= tolerance (PULSE), or None when the solver has no tolerance.
     round_losses:      (rounds, B) measurement loss of each round's last iterate (ILO), or None.
     info:              solver-specific notes (e.g. whether the perceptual term was used).
-    latent, noises:    the selected iterate's latent (B, L, D) and noise maps (each (B, 1, H, W)) in the latent
-                       space info["latent_space"] (rtil/inverse/latent_spaces.py), for solvers that work at cut 0
-                       (CSGM, PULSE); None otherwise. G.synthesize(space.start_state(latent, noises)) gives images.
+    solution:          the selected iterate's variables, what re-renders `images` (see rtil/inverse/solutions.py):
+                       {"latent": (B, L, D) in the space info["latent_space"], "noises": [(B, 1, H, W), ...]} and,
+                       for ILO, "features" at the final cut info["cut"] and the frozen "skip_image"; None for
+                       solvers that do not record it (mGANprior).
     """
 
     images: torch.Tensor
@@ -40,8 +41,15 @@ class SolveResult:
     feasible: torch.Tensor | None = None
     round_losses: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
-    latent: torch.Tensor | None = None
-    noises: list[torch.Tensor] | None = None
+    solution: dict | None = None
+
+    @property
+    def latent(self) -> torch.Tensor | None:
+        return None if self.solution is None else self.solution["latent"]
+
+    @property
+    def noises(self) -> list[torch.Tensor] | None:
+        return None if self.solution is None else self.solution["noises"]
 
 
 def check_select(select: str) -> None:
@@ -72,25 +80,23 @@ class IterateTracker:
         """(N,) measurement loss of the latest recorded iterate."""
         return self.losses[-1]
 
-    def record(self, images: torch.Tensor, loss: torch.Tensor, variables: list[torch.Tensor] | None = None) -> None:
-        """Record an iterate: images (N, ...), loss (N,), and optionally the variables that made it (each with N
-        rows, or one shared row), selected per row together with the images."""
+    def record(self, images: torch.Tensor, loss: torch.Tensor, variables: dict | None = None) -> None:
+        """Record an iterate: images (N, ...), loss (N,), and optionally the variables that made it (a dict of
+        tensors or lists of tensors, each with N rows or one shared row), selected per row with the images."""
         images, loss = images.detach(), loss.detach().float()
         step = len(self.losses)
         self.losses.append(loss.cpu())
         if self.images is None or self.select == "last":
             self.images, self.loss = images.clone(), loss.clone()
             self.step = torch.full_like(loss, step, dtype=torch.long)
-            self.variables = None if variables is None else [v.detach().expand(loss.shape[0], *v.shape[1:]).clone()
-                                                             for v in variables]
+            self.variables = tree_map(lambda v: v.detach().expand(loss.shape[0], *v.shape[1:]).clone(), variables)
             return
         better = ~loss.isnan() & ((loss < self.loss) | self.loss.isnan())
         self.images = _where_rows(better, images, self.images)
         self.loss = torch.where(better, loss, self.loss)
         self.step = torch.where(better, torch.full_like(self.step, step), self.step)
         if variables is not None:
-            self.variables = [_where_rows(better, v.detach(), kept) for v, kept in zip(variables, self.variables,
-                                                                                        strict=True)]
+            self.variables = tree_map(lambda v, kept: _where_rows(better, v.detach(), kept), variables, self.variables)
 
     def result(self, batch_size: int, feasibility_tolerance: float | None = None, info: dict | None = None,
                round_losses: torch.Tensor | None = None) -> SolveResult:
@@ -102,13 +108,23 @@ class IterateTracker:
         history = torch.stack(self.losses).view(len(self.losses), restarts, batch_size).permute(1, 0, 2)
         selected = self.loss[rows]
         feasible = None if feasibility_tolerance is None else selected <= feasibility_tolerance
-        latent = noises = None
-        if self.variables is not None:
-            latent, noises = self.variables[0][rows], [v[rows] for v in self.variables[1:]]
+        solution = tree_map(lambda v: v[rows], self.variables)
         return SolveResult(images=self.images[rows], measurement_loss=selected, loss_history=history,
                            selected_restart=restart.cpu(), selected_step=self.step[rows].cpu(),
                            feasible=None if feasible is None else feasible.cpu(), round_losses=round_losses,
-                           info=dict(info or {}), latent=latent, noises=noises)
+                           info=dict(info or {}), solution=solution)
+
+
+def tree_map(fn, tree, *others):
+    """fn applied to every tensor of a dict / list / tensor tree (and the matching leaves of `others`);
+    None stays None."""
+    if tree is None:
+        return None
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, v, *(o[k] for o in others)) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [tree_map(fn, v, *(o[i] for o in others)) for i, v in enumerate(tree)]
+    return fn(tree, *others)
 
 
 def _where_rows(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:

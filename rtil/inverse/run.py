@@ -24,6 +24,7 @@ from rtil.inverse.mganprior import MGANPrior
 from rtil.inverse.operators import build_operator
 from rtil.inverse.pulse import Pulse
 from rtil.inverse.randomness import image_generators
+from rtil.inverse.results import tree_map
 from rtil.inverse.solver import check_generator, generator_device
 
 SOLVERS = {"csgm": CSGM, "ilo": ILO, "mganprior": MGANPrior, "pulse": Pulse}
@@ -106,7 +107,8 @@ class InversionResults:
     measurement_views: (N, C, H, W) the measurements as images (see measurement_view);
     measurement_loss, selected_step, selected_restart: (N,); feasible: (N,) bool or None;
     round_losses: (rounds, N) measurement loss at the end of each round (ILO) or None;
-    operators: describe() of each batch's operator; solver: the solver settings; info: solver notes.
+    operators: describe() of each batch's operator; solver: the solver settings; info: solver notes;
+    solution: the selected iterates' variables, one row per image (rtil/inverse/solutions.py), or None.
     """
 
     reconstructions: torch.Tensor
@@ -120,6 +122,7 @@ class InversionResults:
     operators: list[dict] = field(default_factory=list)
     solver: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    solution: dict | None = None
 
 
 def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict | None, seed: int, *,
@@ -181,8 +184,10 @@ def solve_images(G, images: torch.Tensor, method: str, task: str, settings: dict
     round_losses = None
     if parts[0][0].round_losses is not None:
         round_losses = torch.cat([r.round_losses.cpu() for r, _, _ in parts], dim=1)
+    solution = tree_map(lambda *rows: torch.cat([t.detach().cpu() for t in rows]),
+                        *[r.solution for r, _, _ in parts])
     return InversionResults(
         reconstructions=cat("images"), measurements=torch.cat([y.cpu() for _, y, _ in parts]),
         measurement_views=torch.cat([v.cpu() for _, _, v in parts]), measurement_loss=cat("measurement_loss"),
         selected_step=cat("selected_step"), selected_restart=cat("selected_restart"), feasible=feasible,
-        round_losses=round_losses, operators=operators, solver=solver.settings(), info=info)
+        round_losses=round_losses, operators=operators, solver=solver.settings(), info=info, solution=solution)

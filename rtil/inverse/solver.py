@@ -97,10 +97,19 @@ class Solver:
         data_term = MeasurementObjective(operator, y, gens, perceptual, self.perceptual, self.stochastic_noise)
         tracker = IterateTracker(self.select)
         info, round_losses = self.optimize(G, gens, data_term, tracker, progress, **prepared)
-        return tracker.result(operator.batch_size, self.feasibility_tolerance,
-                              info={"perceptual": data_term.status, **info}, round_losses=round_losses)
+        space = info.pop("space", None)  # the latent space of a recorded solution
+        result = tracker.result(operator.batch_size, self.feasibility_tolerance,
+                                info={"perceptual": data_term.status, **info}, round_losses=round_losses)
+        if result.solution is not None:
+            with torch.no_grad():
+                result.solution["styles"] = space.styles(result.solution["latent"])
+            result.info.setdefault("cut", 0)
+            result.info["latent_space"] = space.name
+        return result
 
     def optimize(self, G, gens: list[torch.Generator], data_term: MeasurementObjective, tracker: IterateTracker,
                  progress: Progress, **prepared) -> tuple[dict, torch.Tensor | None]:
-        """Set up the variables, optimise, record iterates in `tracker`. Returns (info, round_losses or None)."""
+        """Set up the variables, optimise, record iterates in `tracker` (with their variables, see
+        rtil/inverse/solutions.py). Returns (info, round_losses or None); info["space"] is the latent space
+        of recorded variables (taken out of the info)."""
         raise NotImplementedError
