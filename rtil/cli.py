@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", choices=["rosinality", "rtil-pggan"], help="format of the input checkpoint")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--size", type=int, help="rosinality: output resolution (required)")
+    p.add_argument("--size", type=int, help="rosinality: output resolution (detected from the weights if omitted; "
+                                            "given, it is checked against them)")
     p.add_argument("--channel-multiplier", type=int, default=2, help="rosinality: channel multiplier (default 2)")
     p.add_argument("--channels", type=_channel_table, default=None,
                    help="rosinality: explicit channel table RES:CH,... (e.g. the RTIL authors' reduced table); "

@@ -129,5 +129,11 @@ def test_cli_convert_and_info(tmp_path, capsys):
     assert cli_main(["convert", "rosinality", str(tmp_path / "o.pt"), str(tmp_path / "x.pt"), "--size", "16"]) == 2
     assert "already an rtil generator file" in capsys.readouterr().err
     assert cli_main(["convert", "rosinality", str(tmp_path / "nope.pt"), str(tmp_path / "x.pt"), "--size", "16"]) == 2
-    assert cli_main(["convert", "rosinality", str(tmp_path / "ros.pt"), str(tmp_path / "x.pt")]) == 2
-    assert "--size is required" in capsys.readouterr().err
+    # --size is read from the weights when omitted, and checked against them when given
+    assert cli_main(["convert", "rosinality", str(tmp_path / "ros.pt"), str(tmp_path / "x.pt"), "--channels",
+                     table]) == 0
+    assert rtil.load_generator(tmp_path / "x.pt").resolution == 16
+    capsys.readouterr()
+    assert cli_main(["convert", "rosinality", str(tmp_path / "ros.pt"), str(tmp_path / "y.pt"), "--size", "32",
+                     "--channels", table]) == 2
+    assert "does not match the checkpoint" in capsys.readouterr().err

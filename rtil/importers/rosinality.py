@@ -130,9 +130,8 @@ def convert_rosinality(in_path: str | os.PathLike, out_path: str | os.PathLike, 
                        mapping_lr_mul: float = 0.01) -> Path:
     """Convert a rosinality-format file into an rtil generator file (EMA weights, and the raw 'g'
     when the file has it). `rtil_cut_points` records the RTIL Gaussian family the weights were
-    trained with (the RTIL authors': 1 2 3 4); None writes a vanilla generator file."""
-    if size is None:
-        raise RtilError("--size is required for rosinality checkpoints (the output resolution, e.g. 256)")
+    trained with (the RTIL authors': 1 2 3 4); None writes a vanilla generator file. `size` is read from
+    the weights when omitted (given, it must match them)."""
     G, provenance = load_rosinality(in_path, size, channel_multiplier, channels, mapping_layers, mapping_lr_mul)
     G_raw = None
     obj = load_source(in_path, "rosinality checkpoint")
