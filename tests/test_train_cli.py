@@ -208,3 +208,28 @@ def test_a_resume_refuses_another_rtil_family_and_reads_checkpoints_with_the_fla
         main([*common, "--model.init_args.total_kimg", "0.012", "--run_name", "stylegan2_digits",
               "--model.init_args.rtil", "null", "--ckpt_path", "last"])
     assert exit_info.value.code == 2 and "now None" in capsys.readouterr().err
+
+
+PGGAN_TINY = ["--data.resolution", "16", "--data.batch_size", "4", "--model.init_args.channel_max", "16",
+              "--model.init_args.rtil", "{kind: dirichlet, codes_per_member: [2], cut_point: 2}",
+              "--wandb", "disabled", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false", "--checkpoint.every_kimg", "1000",
+              "--samples.every_kimg", "1000"]
+
+
+@pytest.mark.parametrize("config, tiny, extra", [
+    (CONFIG, TINY, ["--model.init_args.r1_interval", "2", "--model.init_args.pl_interval", "2"]),
+    (str(Path(CONFIG).with_name("pggan_digits.yaml")), PGGAN_TINY, []),
+])
+def test_bf16_mixed_precision_trains_with_manual_optimisation_and_regularisers(tmp_path, config, tiny, extra):
+    """bf16 autocast on CPU through our manual optimisation, R1 and path-length terms, EMA and export."""
+    cli = main(["fit", "--config", config, *tiny, *extra, "--trainer.precision", "bf16-mixed",
+                "--model.init_args.total_kimg", "0.016", "--trainer.default_root_dir", str(tmp_path)])
+    assert int(cli.model.iteration) == 4
+    losses = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("loss/")}
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    G = rtil.load_generator(Path(cli.trainer.log_dir) / "generator.pt")
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in G.state_dict().values()
+               if p.is_floating_point())
+    if hasattr(cli.model, "pl_mean"):
+        assert cli.model.pl_mean.dtype == torch.float32 and (cli.model.pl_mean != 0).any()

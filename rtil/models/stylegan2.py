@@ -55,9 +55,9 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))  # float under autocast
         if truncation_psi != 1.0:
-            x = self.w_avg.lerp(x, truncation_psi)
+            x = self.w_avg.to(x.dtype).lerp(x, truncation_psi)
         return x
 
 

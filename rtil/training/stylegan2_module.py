@@ -127,7 +127,7 @@ class StyleGAN2Module(GanModule):
                 fake, ws = self.fakes(member, pl_batch, gen)
                 lengths = losses.path_lengths(fake, ws, gen)
                 with torch.no_grad():
-                    self.pl_mean[member].lerp_(lengths.mean().detach(), h.pl_decay)
+                    self.pl_mean[member].lerp_(lengths.mean().detach().float(), h.pl_decay)
                 average_buffers([self.pl_mean])  # every rank's penalty uses the mean over all ranks' lengths
                 penalty = (lengths - self.pl_mean[member]).square().mean()
                 self.manual_backward(weight * h.pl_weight * h.pl_interval * penalty + 0 * fake[:, 0, 0, 0].sum())
