@@ -15,6 +15,7 @@ The flow, module by module:
 """
 
 from rtil.inverse.csgm import CSGM
+from rtil.inverse.deepinv_physics import DeepinvPhysics
 from rtil.inverse.ilo import ILO
 from rtil.inverse.latent_spaces import latent_space
 from rtil.inverse.mganprior import MGANPrior
@@ -37,6 +38,7 @@ from rtil.inverse.results import SolveResult
 
 __all__ = [
     "CSGM",
+    "DeepinvPhysics",
     "ILO",
     "MGANPrior",
     "Pulse",
