@@ -33,6 +33,53 @@ def _cmd_export(args) -> None:
     print(f"wrote {export_lightning_checkpoint(args.checkpoint, args.output)}")
 
 
+def _cmd_fid(args) -> None:
+    import json
+
+    from tqdm import tqdm
+
+    from rtil.atomic_files import json_safe, write_json_atomically
+    from rtil.checkpoints import load_generator
+    from rtil.evaluation.sample_quality import fid_kid, load_inception, real_image_batches
+
+    if args.num_gen < 2:
+        raise RtilError(f"--num-gen must be >= 2, got {args.num_gen}")
+    from rtil.config import build_family
+    from rtil.training.member_samples import num_members
+
+    G = load_generator(args.generator, device=args.device)
+    family = build_family(G.rtil)
+    members = num_members(family)
+    if not 0 <= args.member < members:
+        raise RtilError(f"--member must be in 0..{members - 1} for this generator")
+    record = {"generator": str(args.generator), "data": args.data, "member": args.member,
+              "num_generated": args.num_gen}
+    if args.data == "digits":
+        from rtil.data.digits import digits_images
+        from rtil.evaluation.digits_fd import digits_fd
+        from rtil.training.member_samples import member_images
+
+        samples = member_images(G, family, args.member, min(args.num_gen, 1000), args.seed, noise_mode="random")
+        record["digits_fd"] = digits_fd(samples.cpu(), digits_images("test", G.resolution, G.img_channels))
+        print(f"digits Fréchet distance (vs the test digits, {samples.shape[0]} samples): {record['digits_fd']:.3f}")
+    extractor, why_not = load_inception(args.offline)
+    if extractor is None:
+        record["fid"] = record["kid"] = f"unavailable: {why_not}"
+        print(f"FID, KID: unavailable ({why_not})")
+    else:
+        real = real_image_batches(args.data, G.resolution, G.img_channels, args.batch_size, args.num_real)
+        with tqdm(total=args.num_gen, desc="generated", unit="img", disable=args.quiet) as bar:
+            values = fid_kid(G, family, real, args.num_gen, extractor.to(args.device), args.member,
+                             args.batch_size, args.seed, progress=bar.update)
+        record.update(values)
+        print(f"FID {values['fid']:.2f}, KID {values['kid_mean']:.4f} ± {values['kid_std']:.4f} "
+              f"({values['num_generated']} generated vs {values['num_real']} real)")
+    if args.out:
+        write_json_atomically(Path(args.out), json_safe(record))
+    else:
+        print(json.dumps(json_safe(record)))
+
+
 def _cmd_info(args) -> None:
     from rtil.checkpoints import read_generator_file
 
@@ -100,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("shards", help="convert an image folder to webdataset shards")
     add_shards_arguments(p)
     p.set_defaults(func=run_shards)
+
+    p = sub.add_parser("fid", help="FID and KID of a generator (fid50k_full by default), and the digits "
+                                   "Fréchet distance on digits")
+    p.add_argument("generator", help="exported generator file")
+    p.add_argument("--data", default="digits", help="'digits', an image folder, or a shard pattern (.tar)")
+    p.add_argument("--num-gen", type=int, default=50000, help="generated images (default 50000)")
+    p.add_argument("--num-real", type=int, default=None, help="real images (default: the whole data set)")
+    p.add_argument("--member", type=int, default=0, help="RTIL member to sample (default 0: the plain generator)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--offline", action="store_true",
+                   help=f"never download the Inception weights (also: {'RTIL_OFFLINE'}=1)")
+    p.add_argument("--out", default=None, help="write the results to this JSON file")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_fid)
 
     p = sub.add_parser("info", help="describe an exported generator file")
     p.add_argument("path")

@@ -144,6 +144,7 @@ class StandInPerceptual(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
         torch.nn.init.normal_(self.conv.weight, generator=torch.Generator().manual_seed(0))
+        torch.nn.init.zeros_(self.conv.bias)
         self.requires_grad_(False)
 
     def forward(self, pred, target):

@@ -69,6 +69,74 @@ class SampleGrid(pl.Callback):
                                  caption=[f"rows: G0..G{module.num_members - 1}, kimg {module.kimg:.1f}"])
 
 
+class SampleQuality(pl.Callback):
+    """Every `every_kimg` thousand images (None: never), the sample quality of every RTIL member of the EMA
+    generator, logged as quality/fdd_g<k> (the digits Fréchet distance against the test digits, with
+    `num_samples` samples; digits data only, no downloaded weights needed) and, with `fid`, quality/fid_g<k> and
+    quality/kid_g<k> (torchmetrics with the FID Inception weights, `fid_num_gen` generated images against up to
+    `fid_num_real` training images; reported unavailable, once, when the weights are not there)."""
+
+    def __init__(self, every_kimg: float | None = None, num_samples: int = 1000, fid: bool = False,
+                 fid_num_gen: int = 5000, fid_num_real: int | None = 5000, offline: bool = False, seed: int = 123):
+        if every_kimg is not None and not every_kimg > 0:
+            raise RtilError(f"quality.every_kimg must be > 0 (or null: off), got {every_kimg}")
+        if num_samples < 2 or fid_num_gen < 2:
+            raise RtilError(f"quality.num_samples and fid_num_gen must be >= 2, got {num_samples}, {fid_num_gen}")
+        self.every_kimg, self.num_samples, self.seed = every_kimg, num_samples, seed
+        self.fid, self.fid_num_gen, self.fid_num_real, self.offline = fid, fid_num_gen, fid_num_real, offline
+        self._next_kimg = None
+        self._extractor = None
+        self._fid_unavailable = None
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.every_kimg is None:
+            return
+        if self._next_kimg is None:
+            self._next_kimg = (module.kimg // self.every_kimg + 1) * self.every_kimg
+        if module.kimg >= self._next_kimg:
+            self.measure(trainer, module)
+            while self._next_kimg <= module.kimg:
+                self._next_kimg += self.every_kimg
+
+    @torch.no_grad()
+    def measure(self, trainer, module) -> dict:
+        """The quality numbers now (rank 0 computes and logs them; other ranks return {})."""
+        if not trainer.is_global_zero:
+            return {}
+        from rtil.data.digits import digits_images
+        from rtil.evaluation.digits_fd import digits_fd
+        from rtil.training.member_samples import member_images
+
+        data = trainer.datamodule
+        G, values = module.G_ema, {}
+        for member in range(module.num_members):
+            if getattr(data, "dataset", None) == "digits":
+                samples = member_images(G, module.family, member, self.num_samples, self.seed, noise_mode="random",
+                                        device=module.device)
+                test = digits_images("test", G.resolution, G.img_channels)
+                values[f"quality/fdd_g{member}"] = digits_fd(samples.cpu(), test)
+            if self.fid:
+                values.update(self._fid(data, G, module, member))
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+        return values
+
+    def _fid(self, data, G, module, member) -> dict:
+        from rtil.evaluation.sample_quality import fid_kid, load_inception, real_image_batches
+
+        if self._extractor is None and self._fid_unavailable is None:
+            self._extractor, self._fid_unavailable = load_inception(self.offline)
+            if self._extractor is None:
+                rank_zero_warn(f"FID/KID during training: unavailable ({self._fid_unavailable})")
+        if self._extractor is None:
+            return {}
+        source = "digits" if data.dataset == "digits" else data.path
+        real = real_image_batches(source, G.resolution, G.img_channels, num_images=self.fid_num_real)
+        values = fid_kid(G, module.family, real, self.fid_num_gen, self._extractor.to(module.device), member,
+                         seed=self.seed)
+        return {f"quality/fid_g{member}": values["fid"], f"quality/kid_g{member}": values["kid_mean"]}
+
+
 class KimgProgressBar(ProgressBar):
     """Training progress on the kimg clock (the module's image counter), with seconds per kimg and the time left
     (tqdm's ETA), instead of Lightning's "Epoch 0: 238/?" of an endless data stream."""

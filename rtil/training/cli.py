@@ -10,7 +10,7 @@ from rtil.data import sigterm
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
 from rtil.training.base import GanModule
-from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, Throughput
+from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, SampleQuality, Throughput
 
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -33,6 +33,7 @@ class RtilCLI(LightningCLI):
         parser.link_arguments("data.channels", "model.init_args.img_channels")
         parser.add_lightning_class_args(KimgCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleGrid, "samples")
+        parser.add_lightning_class_args(SampleQuality, "quality")
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(ExportGenerator, "export")
         parser.add_argument("--wandb", default="offline", choices=WANDB_MODES,

@@ -1,0 +1,127 @@
+"""Sample quality of a generator: FID and KID through torchmetrics (with torch-fidelity's Inception-v3, the
+features of the original FID code), and the digits Fréchet distance, which needs no downloaded weights.
+
+    python -m rtil fid GENERATOR --data digits|FOLDER|SHARDS [--num-gen 50000] [--member K] [--offline]
+
+fid50k_full semantics by default: 50,000 generated images against every image of the data set. Why
+torchmetrics: rtil already depends on it (SSIM), its FID accepts any feature network (tests use a small
+stand-in), and with torch-fidelity installed it uses the standard FID Inception weights, fetched on first use
+into the torch hub cache ($TORCH_HOME/hub/checkpoints). `--offline` (or RTIL_OFFLINE=1) never downloads:
+without the cached weights FID and KID are reported unavailable, with how to get them, never computed with
+other weights.
+"""
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+OFFLINE_ENV = "RTIL_OFFLINE"
+
+
+def inception_weights_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]:
+    """torch-fidelity's FID Inception-v3 (2048 pool features) as used by torchmetrics, or (None, why not)."""
+    offline = offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+    except ImportError:
+        return None, "torch-fidelity is not installed (pip install torch-fidelity)"
+    path = inception_weights_path()
+    if not path.is_file() and offline:
+        return None, (f"the FID Inception weights are not in {path} and downloads are off; on a machine with "
+                      f"internet access download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
+    try:
+        weights = str(path) if path.is_file() else None
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                  feature_extractor_weights_path=weights).eval(), None
+    except Exception as e:  # noqa: BLE001 - no network, a broken file: the metric is unavailable, with the reason
+        return None, (f"the FID Inception weights could not be loaded ({type(e).__name__}: {e}); download "
+                      f"{INCEPTION_URL} to {path}")
+
+
+@torch.no_grad()
+def fid_kid(G, family, real_batches: Iterable[torch.Tensor], num_generated: int, extractor: nn.Module,
+            member: int = 0, batch_size: int = 64, seed: int = 0, kid_subset_size: int = 1000, progress=None) -> dict:
+    """FID and KID (mean, std over subsets) between the real images (batches (B, C, H, W) in [-1, 1]) and
+    `num_generated` images of member `member` of G's RTIL `family` (None: vanilla; random noise maps, seeded),
+    in `extractor`'s features.
+    Grey images are repeated to 3 channels. Returns {"fid", "kid_mean", "kid_std", "num_real", "num_generated"}."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    from rtil.training.member_samples import member_images
+
+    device = next(G.buffers()).device
+    fid = FrechetInceptionDistance(feature=extractor, normalize=True).to(device)
+    real_features, fake_features = [], []
+    num_real = 0
+    for batch in real_batches:
+        x = _as_rgb_unit(batch.to(device))
+        fid.update(x, real=True)
+        real_features.append(x)
+        num_real += x.shape[0]
+    done = 0
+    while done < num_generated:
+        n = min(batch_size, num_generated - done)
+        x = _as_rgb_unit(member_images(G, family, member, n, seed + done, noise_mode="random", device=device))
+        fid.update(x, real=False)
+        fake_features.append(x)
+        done += n
+        if progress is not None:
+            progress(n)
+    subset = min(kid_subset_size, num_real, num_generated)
+    kid = KernelInceptionDistance(feature=extractor, subset_size=subset, normalize=True).to(device)
+    for x in real_features:
+        kid.update(x, real=True)
+    for x in fake_features:
+        kid.update(x, real=False)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+            "num_real": num_real, "num_generated": num_generated, "kid_subset_size": subset}
+
+
+def _as_rgb_unit(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in [-1, 1] -> (B, 3, H, W) in [0, 1]."""
+    x = ((images.float() + 1) / 2).clamp(0, 1)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def real_image_batches(data: str, resolution: int, channels: int, batch_size: int = 64,
+                       num_images: int | None = None):
+    """Batches (B, channels, resolution, resolution) in [-1, 1] of a data set, once through, in order: "digits"
+    (the built-in training split), an image folder, or webdataset shards (a brace pattern)."""
+    from torch.utils.data import DataLoader
+
+    from rtil.errors import RtilError
+
+    if data == "digits":
+        from rtil.data.digits import digits_images
+
+        images = digits_images("train", resolution, channels)[:num_images]
+        yield from images.split(batch_size)
+        return
+    if Path(data).is_dir():
+        from rtil.data.folder import FolderDataset
+
+        dataset = FolderDataset(data, resolution, channels)
+    elif ".tar" in data or "pipe:" in data:
+        from rtil.data.shards import shard_dataset
+
+        dataset = shard_dataset(data, resolution, channels, resampled=False, shuffle=False)
+    else:
+        raise RtilError(f"--data must be 'digits', an image folder or a shard pattern (.tar), got {data!r}")
+    seen = 0
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        if num_images is not None and seen >= num_images:
+            return
+        batch = batch if num_images is None else batch[:num_images - seen]
+        seen += batch.shape[0]
+        yield batch
