@@ -15,6 +15,10 @@ def _cmd_convert(args) -> None:
         convert_rosinality(args.input, args.output, size=args.size, channel_multiplier=args.channel_multiplier,
                            channels=args.channels, mapping_layers=args.mapping_layers,
                            rtil_cut_points=args.rtil_cut_points)
+    elif args.source == "nvlabs":
+        from rtil.importers.nvlabs import convert_nvlabs
+
+        convert_nvlabs(args.input, args.output)
     else:
         from rtil.importers.rtil_pggan import convert_rtil_pggan
 
@@ -122,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="import a community checkpoint as an rtil generator file")
-    p.add_argument("source", choices=["rosinality", "rtil-pggan"], help="format of the input checkpoint")
+    p.add_argument("source", choices=["rosinality", "rtil-pggan", "nvlabs"], help="format of the input checkpoint")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--size", type=int, help="rosinality: output resolution (detected from the weights if omitted; "
