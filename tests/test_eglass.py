@@ -36,13 +36,14 @@ def test_dense_and_matrix_free_eigenpairs_agree():
     G, space, latent, noises, operator, y = problem(factor=4)
     dense = EGlass(k=4, directions=2, top_measurement=6, eigensolver="dense").explore(G, operator, y, space, latent,
                                                                                       noises)
-    lanczos = EGlass(k=4, directions=2, top_measurement=6, eigensolver="lanczos").explore(G, operator, y, space,
-                                                                                          latent, noises)
-    torch.testing.assert_close(lanczos.eigenvalues_measurement, dense.eigenvalues_measurement, rtol=1e-3, atol=1e-6)
-    torch.testing.assert_close(lanczos.eigenvalues_image, dense.eigenvalues_image, rtol=1e-3, atol=1e-7)
-    # eigenvectors up to sign: |<u_dense, u_lanczos>| = 1 for the well-separated top ones
-    overlap = (dense.directions[:, 0] * lanczos.directions[:, 0]).sum(-1).abs()
-    assert (overlap > 0.99).all()
+    for solver in ("lanczos", "subspace"):
+        free = EGlass(k=4, directions=2, top_measurement=6, eigensolver=solver).explore(G, operator, y, space,
+                                                                                         latent, noises)
+        torch.testing.assert_close(free.eigenvalues_measurement, dense.eigenvalues_measurement, rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(free.eigenvalues_image, dense.eigenvalues_image, rtol=1e-3, atol=1e-7)
+        # eigenvectors up to sign: |<d_dense, d_free>| = 1 for the well-separated top ones
+        overlap = (dense.directions[:, 0] * free.directions[:, 0]).sum(-1).abs()
+        assert (overlap > 0.99).all(), (solver, overlap)
 
 
 def test_the_direction_changes_the_masked_region_not_the_measurements():
