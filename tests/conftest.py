@@ -16,6 +16,20 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_downloads():
+    """Tests never download weights (the metrics fetch them on first use otherwise)."""
+    import os
+
+    previous = os.environ.get("RTIL_OFFLINE")
+    os.environ["RTIL_OFFLINE"] = "1"
+    yield
+    if previous is None:
+        del os.environ["RTIL_OFFLINE"]
+    else:
+        os.environ["RTIL_OFFLINE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -127,3 +127,40 @@ def test_paired_difference():
     assert single.mean_difference == 0.5 and math.isnan(single.p_value) and math.isnan(single.low)
     with pytest.raises(RtilError, match="one value per image"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_lpips_weights_are_fetched_on_first_use_unless_downloads_are_off(tmp_path, monkeypatch):
+    import io
+
+    features = {f"features.{name.split('.', 1)[1]}": torch.randn_like(t)
+                for name, t in lpips_random_backbone_for_tests().network.net.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(features, buffer)
+    data = buffer.getvalue()
+    monkeypatch.setattr(metrics, "ALEXNET_SHA256_PREFIX", hashlib.sha256(data).hexdigest()[:8])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append(url)
+        with open(dst, "wb") as f:
+            f.write(data)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    with pytest.warns(UserWarning, match="downloads are off"):  # the test session runs with RTIL_OFFLINE=1
+        assert load_lpips() is None
+    assert calls == []
+    monkeypatch.delenv("RTIL_OFFLINE")
+    with pytest.warns(UserWarning, match="downloads are off"):
+        assert load_lpips(offline=True) is None
+    loaded = load_lpips()
+    assert calls == [metrics.ALEXNET_URL] and loaded is not None
+    assert load_lpips() is not None and len(calls) == 1  # cached now
+
+    def failing_download(url, dst, hash_prefix=None, progress=True):
+        raise OSError("Name or service not known")
+
+    (tmp_path / "hub" / "checkpoints" / metrics.ALEXNET_FILE).unlink()
+    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
+    with pytest.warns(UserWarning, match="download of .* failed"):
+        assert load_lpips() is None

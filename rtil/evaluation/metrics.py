@@ -87,20 +87,26 @@ def alexnet_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
 
 
-def lpips_unavailable_message() -> str:
+def lpips_unavailable_message(why: str | None = None) -> str:
     path = alexnet_weights_path()
-    return (f"LPIPS is unavailable: the AlexNet backbone weights {path} are missing. On a machine with internet "
-            f"access download {ALEXNET_URL} and copy it to {path} (or set TORCH_HOME to a directory holding "
-            f"hub/checkpoints/{ALEXNET_FILE}). LPIPS will be reported as 'unavailable' until then.")
+    return (f"LPIPS is unavailable: the AlexNet backbone weights {path} are missing"
+            f"{f' ({why})' if why else ''}. On a machine with internet access download {ALEXNET_URL} and copy "
+            f"it to {path} (or set TORCH_HOME to a directory holding hub/checkpoints/{ALEXNET_FILE}). LPIPS will "
+            f"be reported as 'unavailable' until then.")
 
 
-def load_lpips(device: torch.device | str = "cpu", check_hash: bool = True) -> LpipsMetric | None:
-    """The LPIPS (AlexNet, v0.1) metric with the cached ImageNet backbone, or None (with a warning saying how
-    to provide the weights) if they are not in the torch hub cache. check_hash compares the file's SHA-256
-    with the prefix in its name, as torchvision does."""
+def load_lpips(device: torch.device | str = "cpu", check_hash: bool = True, offline: bool = False
+               ) -> LpipsMetric | None:
+    """The LPIPS (AlexNet, v0.1) metric with torchvision's ImageNet backbone, fetched on first use into the
+    torch hub cache unless downloads are off (`offline` or RTIL_OFFLINE=1, rtil/weights.py), or None (with a
+    warning saying how to provide the weights). check_hash compares the file's SHA-256 with the prefix in its
+    name, as torchvision does."""
+    from rtil.weights import fetch
+
     path = alexnet_weights_path()
-    if not path.is_file():
-        warnings.warn(lpips_unavailable_message(), stacklevel=2)
+    why = fetch(ALEXNET_URL, path, ALEXNET_SHA256_PREFIX if check_hash else None, offline)
+    if why is not None:
+        warnings.warn(lpips_unavailable_message(why), stacklevel=2)
         return None
     if check_hash:
         sha = hashlib.sha256()

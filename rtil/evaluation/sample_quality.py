@@ -11,7 +11,6 @@ without the cached weights FID and KID are reported unavailable, with how to get
 other weights.
 """
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from torch import nn
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
-OFFLINE_ENV = "RTIL_OFFLINE"
 
 
 def inception_weights_path() -> Path:
@@ -29,7 +27,9 @@ def inception_weights_path() -> Path:
 
 def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]:
     """torch-fidelity's FID Inception-v3 (2048 pool features) as used by torchmetrics, or (None, why not)."""
-    offline = offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    from rtil.weights import downloads_off
+
+    offline = downloads_off(offline)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError:

@@ -1,0 +1,37 @@
+"""Pretrained weights rtil's metrics need (AlexNet for LPIPS; the FID Inception goes through torch-fidelity):
+fetched on first use into the torch hub cache ($TORCH_HOME/hub/checkpoints), as torchvision does, unless
+downloads are off (`offline`, or the environment variable RTIL_OFFLINE=1). A failed download is reported,
+never replaced by other weights."""
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+OFFLINE_ENV = "RTIL_OFFLINE"
+DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download is given up
+
+
+def downloads_off(offline: bool = False) -> bool:
+    """Whether downloads are off: `offline`, or RTIL_OFFLINE set to anything but '' or '0'."""
+    return offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+def fetch(url: str, path: Path, hash_prefix: str | None = None, offline: bool = False) -> str | None:
+    """Download `url` to `path` (atomically, checking the SHA-256 prefix) unless it is there or downloads are
+    off. Returns None when the file is there, else why it is not."""
+    if path.is_file():
+        return None
+    if downloads_off(offline):
+        return f"downloads are off ({OFFLINE_ENV}=1 or --offline)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=False)
+    except Exception as e:  # noqa: BLE001 - no network, a proxy, a bad file: say why, the caller reports it
+        return f"the download of {url} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return None
