@@ -167,3 +167,20 @@ def test_gradients_reach_every_parameter():
     D(G(torch.randn(4, 16))).sum().backward()
     for name, p in list(G.named_parameters()) + list(D.named_parameters()):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_conv_clamp_bounds_every_layer_output_and_is_recorded_only_when_set():
+    from rtil.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, w_dim=8, resolution=16, img_channels=1, mapping_layers=1, channel_base=64,
+                  channel_max=8, conv_clamp=0.1)
+    peaks = []
+    hooks = [m.register_forward_hook(lambda m, i, o: peaks.append(o.abs().max().item()))
+             for b in G.blocks for m in ([b.conv1, b.torgb] if b.is_first else [b.conv0, b.conv1, b.torgb])]
+    G(torch.randn(4, 8), noise_mode="const")
+    for h in hooks:
+        h.remove()
+    assert max(peaks) <= 0.1 + 1e-6 and G.config["conv_clamp"] == 0.1
+    assert "conv_clamp" not in Generator(z_dim=8, w_dim=8, resolution=16, img_channels=1, mapping_layers=1,
+                                         channel_base=64, channel_max=8).config

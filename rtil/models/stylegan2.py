@@ -64,8 +64,10 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally up x2), noise, bias, lrelu: (B, I, H, W) -> (B, O, H', W')."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False,
+                 conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -82,14 +84,16 @@ class SynthesisLayer(nn.Module):
         y = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
                              resample_filter=getattr(self, "resample_filter", None), fused=fused,
                              noise=None if noise is None else noise * self.noise_strength)
-        return bias_leaky_relu(y, self.bias)
+        y = bias_leaky_relu(y, self.bias)
+        return y if self.conv_clamp is None else y.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 conv without demodulation, plus bias: (B, I, H, W) -> (B, C_img, H, W)."""
 
-    def __init__(self, in_channels: int, img_channels: int, w_dim: int):
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int, conv_clamp: float | None = None):
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(img_channels, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(img_channels))
@@ -98,22 +102,24 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         y = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        y = y + self.bias.view(1, -1, 1, 1).to(y.dtype)
+        return y if self.conv_clamp is None else y.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network: its convolutions and its ToRGB."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 conv_clamp: float | None = None):
         super().__init__()
         self.resolution = resolution
         self.is_first = resolution == 4
         if self.is_first:
             self.const = nn.Parameter(torch.randn(out_channels, 4, 4))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
-        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
 
     @property
     def num_conv(self) -> int:
@@ -140,25 +146,32 @@ class Generator(nn.Module):
         channel_max: upper bound on channels per layer.
         channels: optional explicit {resolution: channels} table (overrides base/max; e.g. the
             RTIL authors' reduced table).
+        conv_clamp: clamp every synthesis layer's output (after bias and activation) and every ToRGB
+            output to [-conv_clamp, conv_clamp], as NVlabs' StyleGAN2-ADA does for mixed precision (256 there);
+            None (default, config-F): no clamping.
     """
 
     family = "stylegan2"
 
     def __init__(self, z_dim: int = 512, w_dim: int = 512, resolution: int = 256, img_channels: int = 3,
                  mapping_layers: int = 8, mapping_lr_mul: float = 0.01, channel_base: int = 32768,
-                 channel_max: int = 512, channels: dict[int, int] | None = None):
+                 channel_max: int = 512, channels: dict[int, int] | None = None, conv_clamp: float | None = None):
         super().__init__()
         check_resolution(resolution, img_channels)
+        if conv_clamp is not None and not conv_clamp > 0:
+            raise RtilError(f"conv_clamp must be > 0 or None, got {conv_clamp}")
         self.config = dict(z_dim=z_dim, w_dim=w_dim, resolution=resolution, img_channels=img_channels,
                            mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
                            channel_base=channel_base, channel_max=channel_max,
                            channels=None if channels is None else {int(k): int(v) for k, v in channels.items()})
+        if conv_clamp is not None:  # recorded only when set, so files of unclamped generators stay as they were
+            self.config["conv_clamp"] = float(conv_clamp)
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
         self.channels = channel_table(resolution, channel_base, channel_max, channels)
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul)
         resolutions = list(self.channels)
         self.blocks = nn.ModuleList(
-            SynthesisBlock(self.channels[max(r // 2, 4)], self.channels[r], w_dim, r, img_channels)
+            SynthesisBlock(self.channels[max(r // 2, 4)], self.channels[r], w_dim, r, img_channels, conv_clamp)
             for r in resolutions)
         self.register_buffer("resample_filter", fir_filter(), persistent=False)
         self.num_blocks = len(self.blocks)

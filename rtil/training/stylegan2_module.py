@@ -27,6 +27,7 @@ class StyleGAN2Module(GanModule):
         resolution, img_channels, z_dim, w_dim, mapping_layers, mapping_lr_mul, channel_base,
             channel_max: the generator and discriminator architecture (see rtil.models.stylegan2.Generator);
             channel_table: optional explicit {resolution: channels} (the Generator's `channels`).
+        conv_clamp: clamp the generator's layer outputs to +-conv_clamp (NVlabs' float16 setting; None: off).
         mbstd_group_size: discriminator minibatch-stddev group (must divide the per-device batch).
         rtil: the RTIL Gaussian family, as in model configs and generator files: {kind: gaussian,
             cut_points: [...], sigma: 1.0} (`cut_points[i]`: where member i + 1 and later add their latent);
@@ -48,7 +49,8 @@ class StyleGAN2Module(GanModule):
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, z_dim: int = 128, w_dim: int = 128,
                  mapping_layers: int = 4, mapping_lr_mul: float = 0.01, channel_base: int = 4096,
-                 channel_max: int = 128, channel_table: dict[int, int] | None = None, mbstd_group_size: int = 4,
+                 channel_max: int = 128, channel_table: dict[int, int] | None = None, conv_clamp: float | None = None,
+                 mbstd_group_size: int = 4,
                  rtil: dict | None = None, member_weighting: str = "equal", member_lambda: float = 0.5,
                  member_sampling: str = "all", lr: float = 0.0025, betas: tuple[float, float] = (0.0, 0.99),
                  r1_gamma: float = 0.05, r1_interval: int = 16,
@@ -62,7 +64,8 @@ class StyleGAN2Module(GanModule):
         self._check_optimizer_settings(lr, betas, total_kimg)
         arch = dict(resolution=resolution, img_channels=img_channels, channel_base=channel_base,
                     channel_max=channel_max, channels=channel_table)
-        G = Generator(z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul, **arch)
+        G = Generator(z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
+                      conv_clamp=conv_clamp, **arch)
         D = Discriminator(mbstd_group_size=mbstd_group_size, **arch)
         family = build_family(rtil)
         self._setup_networks(G, D, family, member_weighting, member_lambda, member_sampling, seed)

@@ -17,15 +17,16 @@ import legacy  # noqa: E402
 from torch_utils import persistence  # noqa: E402
 
 PLACEHOLDER = "# module source removed: rtil never reads it"
-SPECS = [dict(res=16, img_channels=1, seed=1), dict(res=32, img_channels=3, seed=2)]
+SPECS = [dict(res=16, img_channels=1, seed=1), dict(res=32, img_channels=3, seed=2),
+         dict(res=16, img_channels=1, seed=3, conv_clamp=0.5)]  # clamping that changes the images
 
 
-def networks(res: int, img_channels: int):
+def networks(res: int, img_channels: int, conv_clamp: float | None = None):
     common = dict(c_dim=0, img_resolution=res, img_channels=img_channels)
     G_kwargs = dnnlib.EasyDict(class_name="training.networks.Generator", z_dim=8, w_dim=16,
                                mapping_kwargs=dnnlib.EasyDict(num_layers=2),
                                synthesis_kwargs=dnnlib.EasyDict(channel_base=256, channel_max=16, num_fp16_res=0,
-                                                                conv_clamp=None, architecture="skip"))
+                                                                conv_clamp=conv_clamp, architecture="skip"))
     D_kwargs = dnnlib.EasyDict(class_name="training.networks.Discriminator", channel_base=128, channel_max=8,
                                block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
                                epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=2))
@@ -44,7 +45,8 @@ def main(out_dir: str) -> None:
     for spec in SPECS:
         torch.manual_seed(spec["seed"])
         res = spec["res"]
-        G, D = networks(res, spec["img_channels"])
+        G, D = networks(res, spec["img_channels"], spec.get("conv_clamp"))
+        label = f"{res}px" + ("-clamp" if spec.get("conv_clamp") else "")
         G_ema = copy.deepcopy(G).eval()
         augment_pipe = dnnlib.util.construct_class_by_name(class_name="training.augment.AugmentPipe", xflip=1,
                                                            rotate90=1)
@@ -53,7 +55,7 @@ def main(out_dir: str) -> None:
         snapshot_data = dict(training_set_kwargs=dict(training_set_kwargs))  # as training/training_loop.py does
         for name, module in [("G", G), ("D", D), ("G_ema", G_ema), ("augment_pipe", augment_pipe)]:
             snapshot_data[name] = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-        genuine = f"{out_dir}/network-snapshot-{res}px-genuine.pkl"
+        genuine = f"{out_dir}/network-snapshot-{label}-genuine.pkl"
         with open(genuine, "wb") as f:
             pickle.dump(snapshot_data, f)
         with open(genuine, "rb") as f:  # the images of the pickle as NVlabs' loader reads it
@@ -64,7 +66,7 @@ def main(out_dir: str) -> None:
             images = G_loaded(z, c, truncation_psi=1, noise_mode="const")
             images_psi05 = G_loaded(z, c, truncation_psi=0.5, noise_mode="const")
             assert torch.equal(images, G_ema(z, c, truncation_psi=1, noise_mode="const"))
-        expected[f"{res}px"] = dict(z=z, images=images, images_psi05=images_psi05)
+        expected[label] = dict(z=z, images=images, images_psi05=images_psi05)
         # blank the embedded module source: persistent classes pickle their `_orig_module_src`
         classes = {type(m) for v in snapshot_data.values() if isinstance(v, torch.nn.Module) for m in v.modules()}
         saved = {cls: cls._orig_module_src for cls in classes if persistence.is_persistent(cls)}
@@ -74,9 +76,9 @@ def main(out_dir: str) -> None:
         for cls, src in saved.items():
             cls._orig_module_src = src
         assert b"persistent_class" not in data and b"NVIDIA" not in data and b"def forward" not in data
-        with open(f"{out_dir}/tiny-{res}px.pkl", "wb") as f:
+        with open(f"{out_dir}/tiny-{label}.pkl", "wb") as f:
             f.write(data)
-        print(f"{res} px: {len(data)} bytes")
+        print(f"{label}: {len(data)} bytes")
     torch.save(expected, f"{out_dir}/expected_images.pt")
 
 
