@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import IterableDataset
 
+from rtil.data import sigterm
 from rtil.data.sigterm import StoppableDataLoader, TerminatedWhileReading
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,8 @@ class Stuck(IterableDataset):
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
-def test_sigterm_ends_the_wait_for_a_batch_and_runs_the_previous_handler(num_workers):
+def test_sigterm_ends_the_wait_for_a_batch_and_runs_the_previous_handler(num_workers, monkeypatch):
+    monkeypatch.setattr(sigterm, "force_exit_seconds", None)  # in a library call the process is not ended
     received = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
@@ -81,3 +83,14 @@ def test_training_cli_stops_on_sigterm_while_a_pipe_shard_command_hangs(tmp_path
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert lines and "SIGTERM arrived while waiting for training data" in lines[0]
     assert "Traceback" not in err
+
+
+def test_the_training_cli_arms_the_forced_exit_only_while_it_runs(tmp_path):
+    from test_train_cli import CONFIG, TINY
+
+    from rtil.training.cli import main
+
+    assert sigterm.force_exit_seconds is None
+    main(["fit", "--config", CONFIG, *TINY, "--model.init_args.total_kimg", "0.004",
+          "--trainer.default_root_dir", str(tmp_path)])
+    assert sigterm.force_exit_seconds is None  # a later SIGTERM in this process is not turned into os._exit

@@ -185,8 +185,8 @@ def main(args=None) -> RtilCLI:
     warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
     # Python hides DeprecationWarnings outside __main__; the deprecated flat RTIL keys should be seen.
     warnings.filterwarnings("default", category=DeprecationWarning, message="rtil_")
-    sigterm.force_exit_seconds = 10.0  # a SIGTERM during a data wait ends the process even if clean-up hangs
-    try:
+    previous, sigterm.force_exit_seconds = sigterm.force_exit_seconds, 10.0  # a SIGTERM during a data wait ends
+    try:  # the process even if clean-up hangs; only while this command runs (not after, in a calling process)
         # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
         # --optimizer / --lr_scheduler options would silently replace them.
         cli = RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
@@ -203,6 +203,8 @@ def main(args=None) -> RtilCLI:
             raise
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        sigterm.force_exit_seconds = previous
     finish_wandb_run(cli.trainer)
     return cli
 
