@@ -91,21 +91,25 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
                             f"validation split needs holdout {cfg['holdout']} (the validation digits must be left out "
                             f"of training)")
         seed = int(g.get("seed", 0))
+        settings = training_settings(train_cfg, changes)
         generators[name] = {"config": str(config), "seed": seed, "set": changes,
-                            "fingerprint": _key([config.read_text(), changes, seed, cfg["train_kimg"]])}
+                            "fingerprint": _key([settings, seed, cfg["train_kimg"]])}
     cfg["generators"] = generators
 
-    methods = {}
+    methods, solvers, descriptions = {}, {}, {}
     for name, m in raw["methods"].items():
         m = dict(m or {})
         settings = load_settings(resolve_config_path(m.pop("file"), base)) if "file" in m else {}
+        solver = m.pop("solver", name)
+        descriptions[name] = m.pop("description", "")
         settings = {**settings, **m}
         settings.pop("method", None)
-        if name not in SOLVERS:
-            raise RtilError(f"{path}: unknown method {name!r}; choose from {', '.join(SOLVERS)}")
-        make_solver(name, settings)
-        methods[name] = settings
-    cfg["methods"] = methods
+        if solver not in SOLVERS:
+            raise RtilError(f"{path}: method {name!r}: unknown solver {solver!r}; choose from {', '.join(SOLVERS)} "
+                            f"(a method is named after its solver, or names it with `solver:`)")
+        make_solver(solver, settings)
+        methods[name], solvers[name] = settings, solver
+    cfg["methods"], cfg["solvers"], cfg["method_descriptions"] = methods, solvers, descriptions
 
     evaluate, tune = dict(raw["evaluate"]), dict(raw["tune"])
     tasks = evaluate.get("tasks") or {}
@@ -148,7 +152,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         if method not in methods:
             raise RtilError(f"{path}: tune.grids names method {method!r}, which 'methods' does not define")
         for change in grid:
-            make_solver(method, {**methods[method], **change})
+            make_solver(solvers[method], {**methods[method], **change})
     cfg["tune"] = {"task": tune["task"], "param": tune["param"], "grids": grids,
                    "images": _image_range(tune.get("images"), "validation", path),
                    "batch_size": int(tune.get("batch_size", 16))}
@@ -262,17 +266,37 @@ def generator_methods(cfg: dict) -> dict[str, list[str]]:
 
 
 def generator_fingerprint(cfg: dict, name: str) -> str:
-    """A hash of everything that determines a trained generator: its training config's text, changes, seed and
-    the study's train_kimg (computed when the config is read)."""
+    """A hash of everything that determines a trained generator: its training settings (normalised, see
+    training_settings), seed and the study's train_kimg (computed when the config is read)."""
     return cfg["generators"][name]["fingerprint"]
 
 
-def effective_settings(method: str, settings: dict, task: str) -> dict:
-    """The settings a solver really uses for `task` (its per-task entries applied, every field present): what
-    keys a tuning run or a cell, so that an entry for another task does not invalidate it."""
+def training_settings(train_cfg: dict, changes: dict) -> dict:
+    """A training config (parsed) with the study's changes (dotted keys) applied and the model's RTIL setting
+    normalised, so that rewording a config (comments, flat or nested `rtil`) does not change the fingerprint of
+    the generators it trained."""
+    from rtil.training.rtil_settings import normalise_settings
+
+    out = json.loads(json.dumps(train_cfg))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    model = out.get("model") or {}
+    kind = {"StyleGAN2Module": "gaussian", "PGGANModule": "dirichlet"}.get(str(model.get("class_path")).split(".")[-1])
+    if kind and isinstance(model.get("init_args"), dict):
+        model["init_args"] = normalise_settings(model["init_args"], kind)
+    return out
+
+
+def effective_settings(cfg: dict, method: str, settings: dict, task: str) -> dict:
+    """The settings the method's solver really uses for `task` (its per-task entries applied, every field
+    present): what keys a tuning run or a cell, so that an entry for another task does not invalidate it."""
     from rtil.inverse.run import make_solver
 
-    out = make_solver(method, settings, task).settings()
+    out = make_solver(cfg["solvers"][method], settings, task).settings()
     out.pop("method")
     return out
 
@@ -369,7 +393,7 @@ def tune_items(cfg: dict) -> list[dict]:
             for i, change in enumerate(cfg["tune"]["grids"].get(m, [])):
                 settings = {**cfg["methods"][m], **change}
                 task = cfg["tune"]["task"]
-                key = _key([generator_fingerprint(cfg, g), m, effective_settings(m, settings, task), task,
+                key = _key([generator_fingerprint(cfg, g), m, effective_settings(cfg, m, settings, task), task,
                             cfg["tune"]["param"], cfg["tune"]["images"], cfg["evaluate"]["seed"]])
                 items.append({"generator": g, "method": m, "change": change, "settings": settings,
                               "path": str(cfg["out"] / "tune" / f"{g}__{m}__{i}__{key}.json")})
@@ -385,7 +409,7 @@ def tune_one(cfg: dict, item: dict) -> None:
     images, _ = study_images(cfg, "tune", G.resolution, G.img_channels)
     t0 = time.perf_counter()
     task = cfg["tune"]["task"]
-    results = solve_images(G, images, item["method"], task, item["settings"], cfg["evaluate"]["seed"],
+    results = solve_images(G, images, cfg["solvers"][item["method"]], task, item["settings"], cfg["evaluate"]["seed"],
                            batch_size=cfg["tune"]["batch_size"], **{TASK_PARAMETER[task]: cfg["tune"]["param"]})
     metrics = reconstruction_metrics(results.reconstructions, images)
     write_json_atomically(Path(item["path"]), {**item, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
@@ -423,7 +447,7 @@ def evaluate_cells(cfg: dict) -> list[dict]:
                         if kind == "common" and m in cfg["tune"]["grids"] and task not in ev["common_tasks"]:
                             continue
                         for param in ev["tasks"][task]:
-                            key = _key([generator_fingerprint(cfg, g), m, effective_settings(m, settings, task),
+                            key = _key([generator_fingerprint(cfg, g), m, effective_settings(cfg, m, settings, task),
                                         task, param, ev["images"], ev["seed"]])
                             cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
                                           "task": task, "param": param, "settings": settings,
@@ -437,7 +461,7 @@ def evaluate_one(cfg: dict, cell: dict, lpips_metric=None) -> None:
 
     G = load_generator(cfg["out"] / "generators" / f"{cell['generator']}.pt", device=study_device(cfg))
     images, names = study_images(cfg, "evaluate", G.resolution, G.img_channels)
-    sweep_cfg = {"methods": {cell["method"]: {**cell["settings"], "method": cell["method"]}},
+    sweep_cfg = {"methods": {cell["method"]: {**cell["settings"], "method": cfg["solvers"][cell["method"]]}},
                  "seed": cfg["evaluate"]["seed"], "batch_size": cfg["evaluate"]["batch_size"],
                  "models": {cell["generator"]: str(cfg["out"] / "generators" / f"{cell['generator']}.pt")}}
     sweep_cell = {"model": cell["generator"], "method": cell["method"], "task": cell["task"], "param": cell["param"],

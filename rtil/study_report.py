@@ -195,6 +195,8 @@ def _protocol(cfg: dict) -> list[str]:
             f"- Tuning: {_describe_images(tune['images'], cfg['holdout'])}, {tune['task']} {tune['param']}; each "
             "generator gets the candidate with its best mean validation PSNR ('tuned'); 'common' is the method's "
             "settings in the study config for every generator.",
+            *[f"- Method `{name}` ({cfg['solvers'][name]} solver): {text}"
+              for name, text in cfg["method_descriptions"].items() if text],
             "- Inside every solve, iterates are selected by the measurement loss only (never the ground truth).",
             "- Verdict per cell from the pooled PSNR difference: helps / hurts when its 95% CI excludes 0, "
             "else neutral.", ""]

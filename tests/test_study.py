@@ -106,7 +106,8 @@ def test_rerun_does_no_work_and_a_deleted_cell_is_recomputed_alone(quick_study):
      "does not define"),
     ({"evaluate": {"tasks": {"deblur": [1]}}}, "unknown task"),
     ({"evaluate": {"tasks": {"cs": [1.5]}}}, "must be in (0, 1]"),
-    ({"methods": {"magic": {}}}, "unknown method"),
+    ({"methods": {"magic": {}}}, "unknown solver 'magic'"),
+    ({"methods": {"ilo_variant": {"solver": "nope"}}}, "unknown solver 'nope'"),
     ({"tune": {"images": {"split": "test", "first": 2, "count": 10}, "task": "cs", "param": 0.25}},
      "overlap the test images"),
 ])
@@ -156,3 +157,33 @@ def test_paper_scale_config_reads_and_folder_overlap_is_refused(tmp_path):
     bad.write_text(yaml.safe_dump(cfg))
     with pytest.raises(RtilError, match="overlap the test images"):
         read_study_config(bad)
+
+
+def test_generator_fingerprint_follows_the_settings_not_the_wording(tmp_path):
+    """Comments, key order and the flat rtil_* keys of earlier configs do not change a generator's fingerprint
+    (so rewording a config does not invalidate trained generators); a changed setting does."""
+    from rtil.study import read_study_config
+
+    base = STUDY.parent / "stylegan2_digits16.yaml"
+    nested = yaml.safe_load(base.read_text())
+    flat = yaml.safe_load(base.read_text())
+    rtil = flat["model"]["init_args"].pop("rtil")
+    flat["model"]["init_args"].update(rtil_cut_points=rtil["cut_points"], rtil_sigma=rtil["sigma"])
+    other_lr = yaml.safe_load(base.read_text())
+    other_lr["model"]["init_args"]["lr"] = 0.001
+    fingerprints = {}
+    for name, train_cfg, vanilla in [("nested", nested, {"model.init_args.rtil": None}),
+                                     ("flat", flat, {"model.init_args.rtil_cut_points": []}),
+                                     ("other_lr", other_lr, {"model.init_args.rtil": None})]:
+        (tmp_path / name).mkdir()
+        train_path = tmp_path / f"{name}.yaml"
+        train_path.write_text(f"# the {name} wording\n" + yaml.safe_dump(train_cfg, sort_keys=name == "flat"))
+        path = study_config(tmp_path / name, generators={
+            "v": {"config": str(train_path), "seed": 0, "set": vanilla},
+            "r": {"config": str(train_path), "seed": 0}},
+            comparisons={"c": {"baseline": ["v"], "treatment": ["r"], "methods": ["csgm"]}})
+        cfg = read_study_config(path)
+        fingerprints[name] = {g: cfg["generators"][g]["fingerprint"] for g in ("v", "r")}
+    assert fingerprints["nested"] == fingerprints["flat"]
+    assert fingerprints["nested"]["v"] != fingerprints["nested"]["r"]
+    assert fingerprints["other_lr"]["v"] != fingerprints["nested"]["v"]
