@@ -93,7 +93,8 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         seed = int(g.get("seed", 0))
         settings = training_settings(train_cfg, changes)
         generators[name] = {"config": str(config), "seed": seed, "set": changes,
-                            "fingerprint": _key([settings, seed, cfg["train_kimg"]])}
+                            "fingerprint": _key([settings, seed, cfg["train_kimg"]]),
+                            "members_per_step": members_per_step(settings)}
     cfg["generators"] = generators
 
     methods, solvers, descriptions = {}, {}, {}
@@ -142,8 +143,13 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
         for t in own_tasks:
             if t not in tasks:
                 raise RtilError(f"{path}: comparison {name!r} names task {t!r}, which evaluate.tasks does not list")
+        own_settings = c.get("settings") or evaluate.get("settings") or ["tuned", "common"]
+        for kind in own_settings:
+            if kind not in ("tuned", "common"):
+                raise RtilError(f"{path}: evaluate.settings (or a comparison's settings) take 'tuned' and/or "
+                                f"'common', got {kind!r}")
         comparisons[name] = {"baseline": list(c["baseline"]), "treatment": list(c["treatment"]),
-                             "methods": list(c["methods"]), "tasks": own_tasks,
+                             "methods": list(c["methods"]), "tasks": own_tasks, "settings": list(own_settings),
                              "labels": c.get("labels") or ["baseline", "treatment"], "title": c.get("title", name)}
     cfg["comparisons"] = comparisons
 
@@ -163,9 +169,6 @@ def read_study_config(path: str | Path, quick: bool = False) -> dict:
     for task in cfg["evaluate"]["common_tasks"]:
         if task not in tasks:
             raise RtilError(f"{path}: evaluate.common_tasks names task {task!r}, which evaluate.tasks does not list")
-    for kind in cfg["evaluate"]["settings"]:
-        if kind not in ("tuned", "common"):
-            raise RtilError(f"{path}: evaluate.settings takes 'tuned' and/or 'common', got {kind!r}")
     val, test = cfg["tune"]["images"], cfg["evaluate"]["images"]
     if val.get("split") == "validation" and cfg["holdout"] < val["first"] + val["count"]:
         raise RtilError(f"{path}: the tuning images reach validation digit {val['first'] + val['count'] - 1}, but "
@@ -291,6 +294,14 @@ def training_settings(train_cfg: dict, changes: dict) -> dict:
     return out
 
 
+def members_per_step(settings: dict) -> int:
+    """How many RTIL members a training config trains per step (its cost relative to a vanilla generator)."""
+    init = (settings.get("model") or {}).get("init_args") or {}
+    rtil = init.get("rtil") or {}
+    members = 1 + len(rtil.get("cut_points") or rtil.get("codes_per_member") or [])
+    return members if init.get("member_sampling", "all") == "all" else 1
+
+
 def effective_settings(cfg: dict, method: str, settings: dict, task: str) -> dict:
     """The settings the method's solver really uses for `task` (its per-task entries applied, every field
     present): what keys a tuning run or a cell, so that an entry for another task does not invalidate it."""
@@ -390,13 +401,13 @@ def tune_items(cfg: dict) -> list[dict]:
     items = []
     for g, methods in generator_methods(cfg).items():
         for m in methods:
-            for i, change in enumerate(cfg["tune"]["grids"].get(m, [])):
+            for change in cfg["tune"]["grids"].get(m, []):
                 settings = {**cfg["methods"][m], **change}
                 task = cfg["tune"]["task"]
                 key = _key([generator_fingerprint(cfg, g), m, effective_settings(cfg, m, settings, task), task,
                             cfg["tune"]["param"], cfg["tune"]["images"], cfg["evaluate"]["seed"]])
                 items.append({"generator": g, "method": m, "change": change, "settings": settings,
-                              "path": str(cfg["out"] / "tune" / f"{g}__{m}__{i}__{key}.json")})
+                              "path": str(cfg["out"] / "tune" / f"{g}__{m}__{key}.json")})
     return items
 
 
@@ -441,7 +452,7 @@ def evaluate_cells(cfg: dict) -> list[dict]:
     for cname, c in cfg["comparisons"].items():
         for g in c["baseline"] + c["treatment"]:
             for m in c["methods"]:
-                for kind in ev["settings"]:
+                for kind in c["settings"]:
                     settings = tuned_settings(cfg, g, m)[0] if kind == "tuned" else cfg["methods"][m]
                     for task in c["tasks"]:
                         if kind == "common" and m in cfg["tune"]["grids"] and task not in ev["common_tasks"]:
@@ -479,8 +490,9 @@ def _cell_file(cfg: dict, cell: dict) -> Path:
 
 def stage_items(cfg: dict, stage: str) -> list:
     """The stage's unfinished work items (generator names, tuning items or cells)."""
-    if stage == "train":
-        return [g for g in used_generators(cfg) if not train_done(cfg, g)]
+    if stage == "train":  # the costliest first, so that the workers finish together
+        return sorted([g for g in used_generators(cfg) if not train_done(cfg, g)],
+                      key=lambda g: -cfg["generators"][g]["members_per_step"])
     if stage == "export":
         return [g for g in used_generators(cfg) if not (cfg["out"] / "fdd" / f"{g}.json").is_file()
                 or json.loads((cfg["out"] / "fdd" / f"{g}.json").read_text()).get("fingerprint")
@@ -536,7 +548,7 @@ def run_stage(cfg: dict, stage: str, run_config: Path) -> int:
     print(f"[{stage}] {len(items)} to do", flush=True)
     if not items:
         return 0
-    if workers <= 1 or stage == "export":
+    if workers <= 1:
         run_items(cfg, stage, items)
     else:
         logs = cfg["out"] / "logs"

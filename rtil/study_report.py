@@ -8,12 +8,13 @@ is read from the pooled PSNR difference: helps (interval above 0), hurts (below 
 """
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
 from rtil.atomic_files import write_json_atomically, write_text_atomically
-from rtil.evaluation.plots import plot_curves, plot_paired_differences, save_comparison_grid
+from rtil.evaluation.plots import plot_curves, plot_paired_differences, plot_tuning, save_comparison_grid
 from rtil.evaluation.stats import mean_ci, paired_difference
 from rtil.study import METRICS, copy_file, read_cells, tuned_settings, write_per_image_csv
 
@@ -120,7 +121,7 @@ def write_report(cfg: dict) -> Path:
                   f"on the same images, operators, noise and starts.", ""]
         for method in comparison["methods"]:
             tuned = bool(cfg["tune"]["grids"].get(method))
-            for kind in cfg["evaluate"]["settings"] if tuned else ["common"]:
+            for kind in comparison["settings"] if tuned else ["common"]:
                 sel = [s for s in stats if s["method"] == method and s["settings"] == kind]
                 if not sel:
                     continue
@@ -163,16 +164,28 @@ def write_report(cfg: dict) -> Path:
                                         f"{comparison['title']}, {method} ({kind}): {label_t} - {label_b}")
                 lines += [f"![paired differences]({(figures / name).relative_to(report.parent)})", ""]
             lines += _grid(cfg, cells, comparison, cname, method, figures, stem, report.parent)
-        lines += _tuning(cfg, comparison)
+        tuning_lines, tuning_summary = _tuning(cfg, comparison, cname, figures, stem, report.parent)
+        lines += tuning_lines
+        summary_lines += tuning_summary
     lines += ["## What the data show", ""] + summary_lines + _g0_quality(cfg) + [""]
     if cfg["claims"]:
         lines += ["## Against the papers' claims", "", cfg["claims"].strip(), ""]
     lines += _training(cfg, figures, stem, report.parent)
     lines += _stage_times(cfg)
     write_text_atomically(report, "\n".join(lines) + "\n")
+    _remove_stale_figures(figures, stem, "\n".join(lines))
     write_json_atomically(out / "report.json", everything)
     print(f"report: {report}; per-image CSV: {csv_path}; figures: {figures}")
     return report
+
+
+def _remove_stale_figures(figures: Path, stem: str, report_text: str) -> None:
+    """Delete this report's figures (<stem>_*.png and their PDFs) that the new report no longer shows, e.g. of a
+    comparison or method removed from the config."""
+    shown = {Path(name).stem for name in re.findall(r"\]\(figures/([^)]+)\)", report_text)}
+    for path in list(figures.glob(f"{stem}_*.png")) + list(figures.glob(f"{stem}_*.pdf")):
+        if path.stem not in shown:
+            path.unlink()
 
 
 def _describe_images(spec: dict, holdout: int) -> str:
@@ -224,7 +237,7 @@ def _curves(sel, comparison, cname, method, kind, figures: Path, stem: str, base
 def _grid(cfg, cells, comparison, cname, method, figures: Path, stem: str, base: Path) -> list[str]:
     """Truth | measurement | baseline | treatment for the images with the largest gains and losses, in the first
     cell of the first pair (tuned settings when evaluated)."""
-    kind = cfg["evaluate"]["settings"][0] if cfg["tune"]["grids"].get(method) else "common"
+    kind = comparison["settings"][0] if cfg["tune"]["grids"].get(method) else "common"
     mine = [c for c in cells if c["comparison"] == cname and c["method"] == method and c["kind"] == kind]
     if not mine:
         return []
@@ -252,8 +265,11 @@ def _grid(cfg, cells, comparison, cname, method, figures: Path, stem: str, base:
             f"![grid]({(figures / name).relative_to(base)})", ""]
 
 
-def _tuning(cfg: dict, comparison: dict) -> list[str]:
-    lines = []
+def _tuning(cfg: dict, comparison: dict, cname: str, figures: Path, stem: str, base: Path) -> tuple[list, list]:
+    """The tuning table of each of the comparison's tuned methods and a plot of it (validation PSNR against the
+    candidate, one line per generator); and one summary line per method: how much each arm's validation PSNR
+    moves across the candidates (its sensitivity to the solver's settings)."""
+    lines, summary = [], []
     for method in comparison["methods"]:
         grid = cfg["tune"]["grids"].get(method)
         if not grid:
@@ -266,16 +282,34 @@ def _tuning(cfg: dict, comparison: dict) -> list[str]:
         from rtil.study import tune_items
 
         items = tune_items(cfg)
+        cis = {g: [] for g in generators}
         for change in grid:
             cells = []
             for g in generators:
                 item = next(i for i in items if i["generator"] == g and i["method"] == method and i["change"] == change)
                 psnr = json.loads(Path(item["path"]).read_text())["psnr"]
+                cis[g].append(mean_ci(psnr))
                 value = f"{sum(psnr) / len(psnr):.2f}"
                 cells.append(f"**{value}**" if tuned_settings(cfg, g, method)[1] == change else value)
             lines.append(f"| {json.dumps(change) if change else '(common)'} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return lines
+        name = f"{stem}_{cname}_{method}_tuning.png"
+        plot_tuning([_short(change) for change in grid],
+                    [{"label": g, "style": "baseline" if g in comparison["baseline"] else "treatment", "ci": cis[g]}
+                     for g in generators], figures / name,
+                    f"{comparison['title']}: {method} tuning ({cfg['tune']['task']} {cfg['tune']['param']})")
+        lines += ["", f"![tuning]({(figures / name).relative_to(base)})", ""]
+        spreads = []
+        for arm, label in zip(("baseline", "treatment"), comparison["labels"], strict=True):
+            ranges = [max(c.mean for c in cis[g]) - min(c.mean for c in cis[g]) for g in comparison[arm]]
+            spreads.append(f"{label} {', '.join(f'{r:.2f}' for r in ranges)}")
+        summary.append(f"- {comparison['title']}, {method}: validation PSNR range (best - worst) over the "
+                       f"{len(grid)} tuning candidates, in dB, per generator: {'; '.join(spreads)}.")
+    return lines, summary
+
+
+def _short(change: dict) -> str:
+    """A tuning candidate as a short axis label."""
+    return ", ".join(f"{k}={v}" for k, v in change.items()) if change else "(common)"
 
 
 FDD_SEEDS = (123, 124, 125)
@@ -329,15 +363,40 @@ def _stage_times(cfg: dict) -> list[str]:
     if not log.is_file():
         return []
     entries = json.loads(log.read_text())
+    work = _item_seconds(cfg)
     lines = ["## Wall time per stage", "",
-             f"On the machine that ran the study, with {cfg['jobs']} worker process(es); a stage resumed after an "
-             "interruption sums its runs.", "", "| stage | items | wall time |", "|---|---|---|"]
+             f"On the machine that ran the study, with {cfg['jobs']} worker process(es). 'Wall time' sums every run "
+             "of the stage (a resumed or extended study runs a stage more than once, and items of earlier configs "
+             "count too); 'items of this config' sums the time each of the current config's items took, divided "
+             "by the number of workers (export: its last run over every generator): what a fresh run of this "
+             "config would take.", "",
+             "| stage | items run | wall time | items of this config | their time / workers |", "|---|---|---|---|---|"]
     for stage in ("train", "export", "tune", "evaluate"):
         mine = [e for e in entries if e["stage"] == stage]
         if mine:
-            lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | "
-                         f"{sum(e['seconds'] for e in mine) / 60:.1f} min |")
-    return lines + [""]
+            count, seconds = work[stage]
+            fresh = f"{seconds / (1 if stage == 'export' else cfg['jobs']) / 60:.1f} min"
+            lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | {sum(e['seconds'] for e in mine) / 60:.1f} min"
+                         f" | {count} | {fresh} |")
+    total = sum(seconds / (1 if stage == "export" else cfg["jobs"]) for stage, (_, seconds) in work.items())
+    return lines + [f"| all (without the report) | | | | **{total / 60:.1f} min** |", ""]
+
+
+def _item_seconds(cfg: dict) -> dict[str, tuple[int, float]]:
+    """{stage: (items, seconds)} of the current config: the summed time of its train, tune and evaluate items as
+    each item recorded it (training segments, tuning runs, cells), and the last export run over every generator."""
+    from rtil.study import evaluate_cells, tune_items, used_generators
+
+    out = cfg["out"]
+    train = [json.loads((out / "train" / g / "done.json").read_text())["seconds"] for g in used_generators(cfg)]
+    tune = [json.loads(Path(i["path"]).read_text())["seconds"] for i in tune_items(cfg)]
+    generators = len(used_generators(cfg))
+    exports = [e["seconds"] for e in json.loads((out / "stage_seconds.json").read_text())
+               if e["stage"] == "export" and e["items"] == generators]
+    cells = {c["id"] for c in evaluate_cells(cfg)}
+    evaluate = [json.loads((out / "cells" / f"{c}.json").read_text())["seconds"] for c in cells]
+    return {"train": (len(train), sum(train)), "export": (generators, exports[-1] if exports else float("nan")),
+            "tune": (len(tune), sum(tune)), "evaluate": (len(cells), sum(evaluate))}
 
 
 def _training(cfg: dict, figures: Path, stem: str, base: Path) -> list[str]:

@@ -62,6 +62,8 @@ def test_quick_study_writes_report_csv_and_figures(quick_study):
     assert "results_fdd.png" in figures
     assert any(name.startswith("results_stylegan2_ilo_tuned_cs") for name in figures)
     assert any(name.startswith("results_samples_pggan_rtil") for name in figures)
+    assert "results_stylegan2_ilo_early_stop_tuning.png" in figures  # a method run under its own protocol
+    assert "Method `ilo_early_stop` (ilo solver)" in report
     for name in re.findall(r"\]\((figures/[^)]+)\)", report):
         assert (tmp_path / "report" / name).is_file(), name
 
@@ -99,6 +101,17 @@ def test_rerun_does_no_work_and_a_deleted_cell_is_recomputed_alone(quick_study):
     again = run_study(config, quick=True, stages=["train", "export", "tune", "evaluate"])
     assert again["ran"] == {"train": 0, "export": 0, "tune": 0, "evaluate": 1}
     assert cell.is_file()
+
+
+def test_report_stage_removes_only_its_own_stale_figures(quick_study):
+    tmp_path, config, _ = quick_study
+    figures = tmp_path / "report" / "figures"
+    stale, other = figures / "results_removed_method_cs.png", figures / "explore_box.png"
+    for path in (stale, stale.with_suffix(".pdf"), other):
+        path.write_bytes(b"old")
+    run_study(config, quick=True, stages=["report"])
+    assert not stale.exists() and not stale.with_suffix(".pdf").exists()
+    assert other.exists() and (figures / "results_fdd.png").exists()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -70,6 +70,27 @@ def plot_paired_differences(rows: list[dict], path: str | Path, title: str, metr
     return _save(fig, path)
 
 
+def plot_tuning(candidates: list[str], lines: list[dict], path: str | Path, title: str) -> Path:
+    """Validation PSNR of every tuning candidate, one line per generator: how sensitive each generator is to the
+    solver's settings.
+
+    candidates: the x-axis labels, in order; lines: dicts with label, style ('baseline' or 'treatment'; drawn blue
+    dashed / red solid) and ci (one mean_ci result, with mean and half_width in dB, per candidate)."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(candidates) + 2.0), 3.2), dpi=150)
+    x = list(range(len(candidates)))
+    for line in lines:
+        colour, style = ("C0", "--") if line["style"] == "baseline" else ("C3", "-")
+        ax.errorbar(x, [c.mean for c in line["ci"]], yerr=[c.half_width for c in line["ci"]], color=colour,
+                    linestyle=style, marker="o", capsize=3, label=line["label"])
+    ax.set_xticks(x, candidates, fontsize=7, rotation=15)
+    ax.set_ylabel(f"validation {UNITS['psnr']}, mean and 95% CI")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: list[str] | None = None,
                          scores: list[list[float] | None] | None = None) -> Path:
     """A grid with one row per image and one column per tensor in `columns` (each (N, C, H, W) in [-1, 1], e.g.
@@ -98,7 +119,7 @@ def _save(fig, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)
-    fig.savefig(path.with_suffix(".pdf"))
+    fig.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None})  # same figure, same bytes
     plt.close(fig)
     return path
 

@@ -269,10 +269,11 @@ def _build(record: dict, path: Path, label: str) -> tuple[Generator, dict]:
     return G.eval().requires_grad_(False), notes
 
 
-def load_nvlabs(path: str | os.PathLike, weights: str = "G_ema") -> tuple[Generator, dict]:
-    """Read an NVlabs StyleGAN2-ADA pickle's generator (`G_ema` or `G`) into an rtil `Generator` and provenance."""
+def load_nvlabs(path: str | os.PathLike, weights: str = "G_ema", data: dict | None = None) -> tuple[Generator, dict]:
+    """Read an NVlabs StyleGAN2-ADA pickle's generator (`G_ema` or `G`) into an rtil `Generator` and provenance.
+    `data`: the pickle already read by read_network_pickle (so that a large file is read once)."""
     path = Path(path)
-    data = read_network_pickle(path)
+    data = read_network_pickle(path) if data is None else data
     if weights not in ("G_ema", "G") or not isinstance(data.get(weights), dict):
         raise RtilError(f"{path} has no {weights!r} network")
     G, notes = _build(data[weights], path, weights)
@@ -294,7 +295,7 @@ def load_nvlabs(path: str | os.PathLike, weights: str = "G_ema") -> tuple[Genera
 
 def convert_nvlabs(in_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
     """Convert an NVlabs StyleGAN2-ADA pickle into an rtil generator file (G_ema, and the raw G when present)."""
-    G_ema, provenance = load_nvlabs(in_path)
     data = read_network_pickle(in_path)
-    G_raw = load_nvlabs(in_path, weights="G")[0] if isinstance(data.get("G"), dict) else None
+    G_ema, provenance = load_nvlabs(in_path, data=data)
+    G_raw = load_nvlabs(in_path, weights="G", data=data)[0] if isinstance(data.get("G"), dict) else None
     return save_generator(out_path, G_ema, G=G_raw, provenance=provenance)
