@@ -43,16 +43,21 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0, help="seed of z*, the operators, noise and solver starts")
     p.add_argument("--settings-dir", default=str(CONFIGS), help="folder with <method>.yaml solver settings")
+    p.add_argument("--cs-ratio", type=float, default=0.25, help="compressed-sensing ratio (default 0.25)")
+    p.add_argument("--sr-factor", type=int, default=2, help="super-resolution factor (default 2)")
     p.add_argument("--label", default="", help="a name for this run in the table (e.g. 'before')")
     p.add_argument("--out", default="outputs/inrange")
     args = p.parse_args()
+    TASKS.update(cs={"ratio": args.cs_ratio}, sr={"factor": args.sr_factor})
+    TASK_NAMES.update(cs=f"CS {args.cs_ratio:.0%}", sr=f"SR x{args.sr_factor}")
     if not Path(args.generator).is_file():
         raise SystemExit(f"no generator file {args.generator}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "inrange.jsonl"
-    done = {(r["method"], r["task"]): r for r in map(json.loads, log.read_text().splitlines())} \
-        if log.is_file() else {}
+    rows = map(json.loads, log.read_text().splitlines()) if log.is_file() else []
+    done = {(r["method"], r["task"]): r for r in rows  # rows of other task parameters are not reused
+            if r["parameters"] == TASKS[r["task"]] and r["num_images"] == args.num_images and r["seed"] == args.seed}
 
     G = load_generator(args.generator)
     images = in_range_images(G, args.num_images, args.seed)
