@@ -363,7 +363,7 @@ def _stage_times(cfg: dict) -> list[str]:
     if not log.is_file():
         return []
     entries = json.loads(log.read_text())
-    work = _item_seconds(cfg)
+    work = _item_seconds(cfg, entries)
     lines = ["## Wall time per stage", "",
              f"On the machine that ran the study, with {cfg['jobs']} worker process(es). 'Wall time' sums every run "
              "of the stage (a resumed or extended study runs a stage more than once, and items of earlier configs "
@@ -382,17 +382,17 @@ def _stage_times(cfg: dict) -> list[str]:
     return lines + [f"| all (without the report) | | | | **{total / 60:.1f} min** |", ""]
 
 
-def _item_seconds(cfg: dict) -> dict[str, tuple[int, float]]:
+def _item_seconds(cfg: dict, entries: list[dict]) -> dict[str, tuple[int, float]]:
     """{stage: (items, seconds)} of the current config: the summed time of its train, tune and evaluate items as
-    each item recorded it (training segments, tuning runs, cells), and the last export run over every generator."""
+    each item recorded it (training segments, tuning runs, cells), and the last export run over every generator
+    in `entries` (stage_seconds.json)."""
     from rtil.study import evaluate_cells, tune_items, used_generators
 
     out = cfg["out"]
     train = [json.loads((out / "train" / g / "done.json").read_text())["seconds"] for g in used_generators(cfg)]
     tune = [json.loads(Path(i["path"]).read_text())["seconds"] for i in tune_items(cfg)]
     generators = len(used_generators(cfg))
-    exports = [e["seconds"] for e in json.loads((out / "stage_seconds.json").read_text())
-               if e["stage"] == "export" and e["items"] == generators]
+    exports = [e["seconds"] for e in entries if e["stage"] == "export" and e["items"] == generators]
     cells = {c["id"] for c in evaluate_cells(cfg)}
     evaluate = [json.loads((out / "cells" / f"{c}.json").read_text())["seconds"] for c in cells]
     return {"train": (len(train), sum(train)), "export": (generators, exports[-1] if exports else float("nan")),
