@@ -1,13 +1,18 @@
-"""Time to 10 feasible solutions: e-GLASS (initial solve + eigen-decompositions + step search) vs PULSE-style
-restarts (10 independent solves), on trained digits generators, super-resolution x4 and box inpainting.
+"""Time to N feasible solutions per image: e-GLASS (its initial solve, eigen-decompositions and step search) vs
+PULSE-style restarts (one solve per solution), on trained digits generators, super-resolution x4 and box
+inpainting.
 
     python benchmarks/eglass_vs_restarts.py --stylegan2 G.pt --pggan P.pt [--images 4] [--tau 0.01]
+        [--solutions 10 20 40] [--out results.json]
 
-For each generator and task: seconds to the 10 solutions of each method, how many are feasible
-(||A G(z) - y||^2 / ||y||^2 <= tau), their mean normalised measurement error, and their diversity: the mean
-pairwise RMS pixel distance between the solutions of an image (LPIPS is not available offline).
-Restarts: the PULSE solver (shipped settings, restarts=1) with seeds 0..9. e-GLASS: the initial solution from
-the CSGM solver (shipped settings), then 5 directions x 2 signs.
+Both methods use the same solver and settings for every solve: PULSE (configs/invert/pulse.yaml) with one restart.
+Restarts: seeds 0, 1, 2, ... (every solve covers all images) until each image has max(--solutions) feasible
+solutions (||A G(z) - y||^2 / ||y||^2 <= tau), at most --max-solves solves; the time to N is the time of the
+first solve after which every image has N. e-GLASS: its start is the seed-0 solve (the same computation as the
+first restart), solved again with the next seeds for images whose start is not within tau (at most
+--start-attempts solves); then N / 2 directions (k = max(8, N / 2)) in both signs. Each e-GLASS run is timed
+from scratch, start included. Diversity: the mean pairwise RMS pixel distance between the first N feasible
+solutions of an image (LPIPS is not available offline), averaged over images.
 """
 
 import argparse
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from rtil.atomic_files import write_json_atomically
 from rtil.checkpoints import load_generator
 from rtil.config import read_yaml
 from rtil.data.images import load_images
@@ -28,37 +34,68 @@ TASKS = {"sr x4": ("sr", {"factor": 4}), "box inpainting": ("inpaint_box", {"rat
 
 
 def diversity(solutions: list[torch.Tensor]) -> float:
-    """Mean pairwise RMS distance between the solutions of each image, averaged over images."""
-    stack = torch.stack(solutions, dim=1)  # (B, S, C, H, W)
-    s = stack.shape[1]
-    if s < 2:
+    """Mean pairwise RMS distance between the solutions (each (C, H, W)) of one image; nan below two."""
+    if len(solutions) < 2:
         return float("nan")
-    flat = stack.flatten(2)
-    dist = torch.cdist(flat, flat) / flat.shape[-1] ** 0.5  # (B, S, S)
-    return float(dist.sum((1, 2)).mean() / (s * (s - 1)))
+    flat = torch.stack(solutions).flatten(1)
+    s = flat.shape[0]
+    return float((torch.cdist(flat, flat) / flat.shape[1] ** 0.5).sum() / (s * (s - 1)))
 
 
-def restarts(G, operator, y, tau):
+def mean_diversity(kept: list[list[torch.Tensor]], n: int) -> float:
+    """Mean over images of the diversity of each image's first n solutions."""
+    return sum(diversity(k[:n]) for k in kept) / len(kept)
+
+
+def pulse_settings() -> dict:
     settings = {k: v for k, v in read_yaml(CONFIGS / "pulse.yaml").items() if k != "method"}
-    solver = make_solver("pulse", {**settings, "restarts": 1})
+    return {**settings, "restarts": 1}
+
+
+def restarts(G, operator, y, tau: float, wanted: int, max_solves: int) -> dict:
+    """Solves with seeds 0, 1, ... until every image has `wanted` feasible solutions (or max_solves)."""
+    solver = make_solver("pulse", pulse_settings())
+    b = y.shape[0]
+    kept = [[] for _ in range(b)]
+    elapsed, times, errors = 0.0, [], []
     t0 = time.perf_counter()
     prepared = solver.prepare(G)
-    images = [solver.solve(G, operator, y, seed=seed, **prepared).images for seed in range(10)]
-    seconds = time.perf_counter() - t0
-    errors = torch.stack([normalised_error(operator, x, y) for x in images], dim=1)  # (B, 10)
-    feasible = errors <= tau
-    kept = [[images[s][b] for s in range(10) if feasible[b, s]] for b in range(y.shape[0])]
-    return seconds, feasible, errors, kept
+    elapsed += time.perf_counter() - t0
+    for seed in range(max_solves):
+        t0 = time.perf_counter()
+        images = solver.solve(G, operator, y, seed=seed, **prepared).images
+        elapsed += time.perf_counter() - t0
+        error = normalised_error(operator, images, y)
+        errors.append(error)
+        for i in range(b):
+            if error[i] <= tau:
+                kept[i].append(images[i])
+        times.append((elapsed, min(len(k) for k in kept)))
+        if min(len(k) for k in kept) >= wanted:
+            break
+    errors = torch.stack(errors, dim=1)  # (B, solves)
+    return {"times": times, "kept": kept, "errors": errors, "solves": len(times),
+            "seconds_per_solve": elapsed / len(times)}
 
 
-def eglass(G, operator, y, tau):
-    settings = {k: v for k, v in read_yaml(CONFIGS / "csgm.yaml").items() if k != "method"}
+def time_to(times: list[tuple[float, int]], n: int) -> float | None:
+    """Seconds until every image had n feasible solutions; None if it never did."""
+    return next((t for t, count in times if count >= n), None)
+
+
+def eglass(G, operator, y, tau: float, n: int, attempts: int) -> dict:
+    directions = n // 2
     t0 = time.perf_counter()
-    result, space = initial_solution(G, operator, y, "csgm", settings)
-    e = EGlass(tau=tau).explore(G, operator, y, space, result.latent, result.noises)
+    result, space = initial_solution(G, operator, y, "pulse", pulse_settings(), tau=tau, attempts=attempts)
+    start_seconds = time.perf_counter() - t0
+    e = EGlass(tau=tau, k=max(8, directions), directions=directions).explore(G, operator, y, space, result.latent,
+                                                                           result.noises)
     seconds = time.perf_counter() - t0
     kept = [[e.solutions[b, s] for s in range(e.solutions.shape[1]) if e.keep[b, s]] for b in range(y.shape[0])]
-    return seconds, e.feasible, e.errors, kept, e
+    return {"seconds": seconds, "start": start_seconds, "eigen": e.seconds["eigen"],
+            "search": e.seconds["total"] - e.seconds["eigen"], "kept": kept, "feasible": e.feasible,
+            "errors": e.errors, "start_errors": e.initial_error, "start_seeds": result.info["start_seeds"],
+            "eigensolver": e.eigensolver, "perceptual": e.perceptual, "steps": e.steps}
 
 
 def main() -> None:
@@ -67,8 +104,18 @@ def main() -> None:
     parser.add_argument("--pggan", default=None)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--tau", type=float, default=1e-2)
+    parser.add_argument("--solutions", type=int, nargs="+", default=[10, 20, 40])
+    parser.add_argument("--max-solves", type=int, default=None, help="default: 1.5 x max(--solutions)")
+    parser.add_argument("--start-attempts", type=int, default=3)
+    parser.add_argument("--out", default=None, help="write every number to this JSON file")
     args = parser.parse_args()
-    print(f"threads {torch.get_num_threads()}, tau {args.tau}, {args.images} test digits per cell")
+    if any(n < 2 or n % 2 for n in args.solutions):
+        parser.error("--solutions must be even numbers >= 2 (e-GLASS gives two solutions per direction)")
+    wanted = max(args.solutions)
+    max_solves = args.max_solves or (3 * wanted) // 2
+    print(f"threads {torch.get_num_threads()}, tau {args.tau}, {args.images} test digits per cell, PULSE "
+          f"{pulse_settings()}")
+    record = []
     for name, path in (("StyleGAN2", args.stylegan2), ("PGGAN", args.pggan)):
         if path is None:
             continue
@@ -77,20 +124,37 @@ def main() -> None:
         for task_name, (task, param) in TASKS.items():
             operator = build_operator(task, tuple(x.shape[1:]), x.shape[0], seed=0, **param)
             y = operator.measure(x, generator=torch.Generator().manual_seed(0))
-            rows = []
-            for method, run in (("restarts", restarts), ("e-GLASS", eglass)):
-                seconds, feasible, errors, kept, *extra = run(G, operator, y, args.tau)
-                div = sum(diversity(k) if len(k) > 1 else 0.0 for k in kept) / len(kept)
-                rows.append((method, seconds, feasible, errors, div, extra))
-                note = ""
-                if extra:
-                    e = extra[0]
-                    note = (f" (initial solve {seconds - e.seconds['total']:.1f} s, eigen {e.seconds['eigen']:.1f} s, "
-                            f"{e.eigensolver}, H_X {e.perceptual})")
-                print(f"{name} {task_name} {method}: {seconds:.1f} s for {feasible.shape[1]} solutions per image x "
-                      f"{feasible.shape[0]} images, feasible {int(feasible.sum())}/{feasible.numel()}, mean error "
-                      f"{float(errors.mean()):.2e}, diversity (RMS pixel distance) {div:.3f}{note}", flush=True)
-            print(f"{name} {task_name}: e-GLASS speed-up {rows[0][1] / rows[1][1]:.1f}x", flush=True)
+            r = restarts(G, operator, y, args.tau, wanted, max_solves)
+            feasible = int((r["errors"] <= args.tau).sum())
+            print(f"{name}, {task_name}, restarts: {r['solves']} solves x {args.images} images, "
+                  f"{r['seconds_per_solve']:.2f} s per solve, {feasible} of {r['errors'].numel()} feasible, "
+                  f"errors {float(r['errors'].min()):.1e}..{float(r['errors'].max()):.1e}", flush=True)
+            for n in args.solutions:
+                e = eglass(G, operator, y, args.tau, n, args.start_attempts)
+                t_restarts = time_to(r["times"], n)
+                reached = min(len(k) for k in e["kept"]) >= n
+                row = {"generator": name, "task": task_name, "solutions": n,
+                       "restarts_seconds": t_restarts, "restarts_diversity": mean_diversity(r["kept"], n),
+                       "eglass_seconds": e["seconds"], "eglass_start_seconds": e["start"],
+                       "eglass_eigen_seconds": e["eigen"], "eglass_search_seconds": e["search"],
+                       "eglass_feasible": int(e["feasible"].sum()), "eglass_returned": e["feasible"].numel(),
+                       "eglass_reached": reached, "eglass_diversity": mean_diversity(e["kept"], n),
+                       "eglass_max_error": float(e["errors"][e["feasible"]].max()) if e["feasible"].any() else None,
+                       "eglass_start_errors": e["start_errors"].tolist(), "eglass_start_seeds": e["start_seeds"],
+                       "eglass_mean_step": float(e["steps"].mean()), "eigensolver": e["eigensolver"],
+                       "image_metric": e["perceptual"]}
+                row["speedup"] = (t_restarts / e["seconds"]) if t_restarts is not None and reached else None
+                record.append(row)
+                speed = f"{row['speedup']:.1f}x" if row["speedup"] is not None else "n/a (a method fell short)"
+                t_text = f"{t_restarts:.1f} s" if t_restarts is not None else f"not reached in {r['solves']} solves"
+                print(f"  N={n}: restarts {t_text}, diversity {row['restarts_diversity']:.3f} | e-GLASS "
+                      f"{e['seconds']:.1f} s (start {e['start']:.1f}, eigen {e['eigen']:.1f}, search "
+                      f"{e['search']:.1f}), {row['eglass_feasible']} of {row['eglass_returned']} feasible, "
+                      f"diversity {row['eglass_diversity']:.3f}, start errors "
+                      f"{', '.join(f'{v:.1e}' for v in row['eglass_start_errors'])} (seeds {e['start_seeds']}), "
+                      f"mean step {row['eglass_mean_step']:.2f} | speed-up {speed}", flush=True)
+            if args.out:
+                write_json_atomically(Path(args.out), {"tau": args.tau, "images": args.images, "rows": record})
 
 
 if __name__ == "__main__":

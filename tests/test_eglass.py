@@ -1,6 +1,8 @@
 """e-GLASS: exact and matrix-free eigenpairs agree, the constructed direction leaves the measurements alone,
 every returned solution is feasible, results repeat under a seed, and bad input is a clear error."""
 
+import json
+
 import pytest
 import torch
 
@@ -120,6 +122,34 @@ def test_from_a_solver_solution_and_bad_input():
         initial_solution(G, operator, y, "ilo")
 
 
+def test_an_infeasible_start_is_solved_again_with_the_next_seed():
+    """Each image keeps its first solution within tau, else its lowest-error one over the attempts, and the
+    merged result is exactly that seed's solution of that image."""
+    G = generator()
+    operator = Downsample((1, 16, 16), 2, factor=4)
+    space = latent_space(G, "w+")
+    latent, noises = space.draw(image_generators(2, seed=3))
+    with torch.no_grad():
+        y = operator(G.synthesize(space.start_state(latent, noises)))
+    settings = {"steps": 3, "restarts": 1}
+    single = [initial_solution(G, operator, y, "csgm", settings, seed=s)[0] for s in range(3)]
+    errors = torch.stack([normalised_error(operator, r.images, y) for r in single])  # (3, B)
+    loose, _ = initial_solution(G, operator, y, "csgm", settings, tau=float(errors.max()) * 2, attempts=3)
+    assert loose.info["start_seeds"] == [0, 0]  # the first solve is within tau: no second one
+    best, _ = initial_solution(G, operator, y, "csgm", settings, tau=float(errors.min()) / 2, attempts=3)
+    assert best.info["start_seeds"] == errors.argmin(0).tolist()  # none within tau: the lowest error
+    for b, s in enumerate(best.info["start_seeds"]):
+        torch.testing.assert_close(best.images[b], single[s].images[b])
+        torch.testing.assert_close(best.latent[b], single[s].latent[b])
+        torch.testing.assert_close(best.loss_history[..., b], single[s].loss_history[..., b])
+    middle = float(errors[:, 1].min()) * 1.001  # image 1 within tau at its best seed
+    picked, _ = initial_solution(G, operator, y, "csgm", settings, tau=middle, attempts=3)
+    first = int((errors[:, 1] <= middle).int().argmax())
+    assert picked.info["start_seeds"][1] == first
+    with pytest.raises(RtilError, match="attempts"):
+        initial_solution(G, operator, y, "csgm", settings, tau=0.1, attempts=0)
+
+
 def test_explore_cli(tmp_path, capsys):
     G = generator()
     save_generator(tmp_path / "g.pt", G)
@@ -129,8 +159,11 @@ def test_explore_cli(tmp_path, capsys):
     assert run_invert([*common, "--set", "k=4", "--set", "directions=2"]) == 0
     for name in ("grid.png", "correlations.png", "explore.json", "solutions.pt"):
         assert (tmp_path / "out" / name).is_file()
+    record = json.loads((tmp_path / "out" / "explore.json").read_text())
+    assert len(record["initial"]["seeds"]) == 2  # each image's start seed (a retry when a start is not within tau)
     for bad, message in ((["--set", "tau=0"], "tau"), (["--set", "k=100000", "--set", "directions=1"], "latent"),
-                         (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse")):
+                         (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse"),
+                         (["--start-attempts", "0"], "--start-attempts")):
         capsys.readouterr()
         assert run_invert([*common, *bad]) == 2, bad
         err = capsys.readouterr().err
@@ -152,13 +185,14 @@ class StandInPerceptual(torch.nn.Module):
         return (torch.tanh(self.conv(pred)) - torch.tanh(self.conv(target))).pow(2).flatten(1).mean(1)
 
 
-def test_the_image_metric_can_be_a_perceptual_network_with_both_eigensolvers():
+def test_the_image_metric_can_be_a_perceptual_network_with_every_eigensolver():
     G, space, latent, noises, operator, y = problem(factor=4)
     perceptual = StandInPerceptual()
     results = [EGlass(k=3, directions=1, top_measurement=4, eigensolver=solver).explore(
-        G, operator, y, space, latent, noises, perceptual=perceptual) for solver in ("dense", "lanczos")]
+        G, operator, y, space, latent, noises, perceptual=perceptual) for solver in ("dense", "lanczos", "subspace")]
     assert all(r.perceptual == "lpips" for r in results)
-    torch.testing.assert_close(results[1].eigenvalues_image, results[0].eigenvalues_image, rtol=1e-3, atol=1e-7)
+    for free in results[1:]:  # the matrix-free ones use second-order products of the network metric
+        torch.testing.assert_close(free.eigenvalues_image, results[0].eigenvalues_image, rtol=1e-3, atol=1e-7)
     mse = EGlass(k=3, directions=1, top_measurement=4, perceptual="mse").explore(G, operator, y, space, latent,
                                                                                noises, perceptual=perceptual)
     assert mse.perceptual == "mse" and not torch.allclose(mse.eigenvalues_image, results[0].eigenvalues_image)

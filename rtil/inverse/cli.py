@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and the initial solve (default 0)")
     p.add_argument("--initial", default="csgm", help="solver of the initial solution z0: csgm or pulse")
     p.add_argument("--initial-config", default=None, help="its settings (YAML); default: configs/invert/<it>.yaml")
+    p.add_argument("--start-attempts", type=int, default=3,
+                   help="solve again, with the next seeds, the images whose initial solution is not within tau "
+                        "(no step from it can be feasible): at most this many solves (default 3)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change one e-GLASS setting (rtil/inverse/eglass.py), e.g. --set k=12 --set tau=0.005")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -121,6 +124,8 @@ def run_explore(args) -> None:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(EXPLORE_TASKS)}")
     if args.initial not in ("csgm", "pulse"):
         raise RtilError(f"--initial must be csgm or pulse (a solution at cut 0), got {args.initial!r}")
+    if args.start_attempts < 1:
+        raise RtilError(f"--start-attempts must be >= 1, got {args.start_attempts}")
     check_device(args.device)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
@@ -135,16 +140,22 @@ def run_explore(args) -> None:
         y = operator.measure(images, generator=torch.Generator().manual_seed(args.seed))
     lpips = load_lpips(args.device) if G.resolution >= LPIPS_MIN_SIZE else None
     start = time.perf_counter()
-    result, space = initial_solution(G, operator, y, args.initial, settings, seed=args.seed)
+    result, space = initial_solution(G, operator, y, args.initial, settings, seed=args.seed, tau=eglass.tau,
+                                     attempts=args.start_attempts)
     solve_seconds = time.perf_counter() - start
     exploration = eglass.explore(G, operator, y, space, result.latent, result.noises, perceptual=lpips)
     exploration.seconds["initial_solve"] = solve_seconds
     record = {"generator": str(args.generator), "task": args.task, "operator": operator.describe(),
               "images": args.images, "names": names, "seed": args.seed,
-              "initial": {"method": args.initial, "settings": settings, "latent_space": space.name}}
+              "initial": {"method": args.initial, "settings": settings, "latent_space": space.name,
+                          "seeds": result.info["start_seeds"]}}
     with torch.no_grad():
         views = measurement_view(operator, y)
     write_explore_outputs(Path(args.out), images.cpu(), views.cpu(), names, exploration, record)
+    for name, error in zip(names, exploration.initial_error.tolist(), strict=True):
+        if error > eglass.tau:
+            print(f"warning: {name}: no initial solution within tau after {args.start_attempts} solve(s) (normalised "
+                  f"error {error:.2e} > {eglass.tau:g}); none of its solutions is feasible", file=sys.stderr)
     feasible = int(exploration.feasible.sum())
     print(f"{feasible} of {exploration.feasible.numel()} solutions feasible (tau {eglass.tau:g}); "
           f"H_X from {exploration.perceptual}; wrote {args.out}/grid.png, correlations.png, explore.json")

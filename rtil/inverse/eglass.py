@@ -15,8 +15,10 @@ error ||A G(z) - y||^2 / ||y||^2 stays <= tau, so every returned solution is fea
 
 Hessians: dense (forward-mode Jacobians, d JVPs batched over images, then J^T J; exact) when the latent has
 at most `dense_max_dim` numbers, else matrix-free top eigenpairs from Hessian-vector products (block subspace
-iteration batched over images, or Lanczos per image). Latents are the rows of a latent space
-(rtil/inverse/latent_spaces.py), flattened per image.
+iteration over a block of vectors per image, every image and column in one batched call, stopped when the
+Ritz values settle; or Lanczos per image). Products with H_Y, and with H_X from pixel MSE, are Gauss-Newton
+products J^T (J v) (one forward- and one reverse-mode pass); H_X from LPIPS needs second-order products.
+Latents are the rows of a latent space (rtil/inverse/latent_spaces.py), flattened per image.
 """
 
 import math
@@ -120,7 +122,11 @@ class EGlass:
             top = _top_eigenpairs_lanczos if solver == "lanczos" else _top_eigenpairs_subspace
             values_y, vectors_y = top(lambda v: _measurement_hvp(render, operator, z0, v), b, dim,
                                       self.top_measurement)
-            values_x, vectors_x = top(lambda v: _image_hvp(render, z0, v, image_distance), b, dim, wanted)
+            if use_lpips:
+                values_x, vectors_x = top(lambda v: _image_hvp(render, z0, v, image_distance), b, dim, wanted)
+            else:  # pixel MSE: H_X = J_G^T J_G / n exactly, cheaper than a second-order product
+                n = x0[0].numel()
+                values_x, vectors_x = top(lambda v: _gauss_newton_hvp(render, z0, v) / n, b, dim, wanted)
         t_eig = time.perf_counter() - t0
 
         starts = [self.k - i for i in range(self.directions)]
@@ -214,15 +220,20 @@ def construct_direction(v: torch.Tensor, vectors_y: torch.Tensor, threshold: flo
 # --------------------------------------------------------------------------------------------------- metrics
 
 
+def _repeat_rows(x0: torch.Tensor, rows: int) -> torch.Tensor:
+    """x0 (B, ...) repeated to `rows` rows r * B + b."""
+    return x0.repeat(rows // x0.shape[0], *([1] * (x0.ndim - 1)))
+
+
 def _mse_distance(x0: torch.Tensor):
-    """d_X(x, x0): mean squared pixel difference per image (B,)."""
-    return lambda x: (x - x0).pow(2).flatten(1).mean(1)
+    """d_X(x, x0): mean squared pixel difference per row of x (R * B,), row r * B + b against image b."""
+    return lambda x: (x - _repeat_rows(x0, x.shape[0])).pow(2).flatten(1).mean(1)
 
 
 def _lpips_distance(lpips, x0: torch.Tensor):
-    """d_X(x, x0): LPIPS per image (B,), images in [-1, 1] mapped to [0, 1] as the metric expects."""
+    """d_X(x, x0): LPIPS per row of x (R * B,), images in [-1, 1] mapped to [0, 1] as the metric expects."""
     target = (x0 + 1) / 2
-    return lambda x: lpips((x + 1) / 2, target.expand_as(x)).reshape(-1)
+    return lambda x: lpips((x + 1) / 2, _repeat_rows(target, x.shape[0])).reshape(-1)
 
 
 def _dense_hessians(render, operator, z0: torch.Tensor, image_distance=None):
@@ -252,22 +263,27 @@ def _dense_hessians(render, operator, z0: torch.Tensor, image_distance=None):
     return h_y.detach(), h_x.detach()
 
 
-def _measurement_hvp(render, operator, z0: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """H_Y v = J_phi^T (J_phi v) per image, v (B, dim)."""
-    def phi(z):
-        return apply_per_restart(operator, render(z))
-
-    _, jv = torch.func.jvp(phi, (z0,), (v,))
-    _, pullback = torch.func.vjp(phi, z0)
+def _gauss_newton_hvp(f, z0: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """J_f^T (J_f v) at z0 (B, dim), per row of v (R * B, dim), row r * B + b at image b: one forward-mode and
+    one reverse-mode pass."""
+    z = _repeat_rows(z0, v.shape[0])
+    _, jv = torch.func.jvp(f, (z,), (v,))
+    _, pullback = torch.func.vjp(f, z)
     return pullback(jv)[0].detach()
 
 
+def _measurement_hvp(render, operator, z0: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """H_Y v = J_phi^T (J_phi v), phi = A o G, per row of v (R * B, dim)."""
+    return _gauss_newton_hvp(lambda z: apply_per_restart(operator, render(z)), z0, v)
+
+
 def _image_hvp(render, z0: torch.Tensor, v: torch.Tensor, image_distance) -> torch.Tensor:
-    """H_X v per image: the Hessian-vector product of d_X(G(z), G(z0)) / 2 at z0, v (B, dim)."""
+    """H_X v: the Hessian-vector product of d_X(G(z), G(z0)) / 2 at z0 (B, dim), per row of v (R * B, dim),
+    row r * B + b at image b."""
     def half_distance(z):
         return image_distance(render(z)).sum() / 2
 
-    _, hv = torch.autograd.functional.hvp(half_distance, z0, v)
+    _, hv = torch.autograd.functional.hvp(half_distance, _repeat_rows(z0, v.shape[0]), v)
     return hv.detach()
 
 
@@ -278,25 +294,35 @@ def _top_eigenpairs_dense(h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return values.flip(1)[:, :k], vectors.flip(2)[:, :, :k]
 
 
-def _top_eigenpairs_subspace(hvp, b: int, dim: int, k: int, iterations: int = 12, oversample: int = 8,
-                             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest eigenpairs per image of the positive semi-definite operator v -> hvp(v) (v (B, dim)), by
-    block subspace iteration with Rayleigh-Ritz, every product batched over the B images: (k + oversample)
-    products per iteration. Accurate for the top eigenpairs when the spectrum decays, as these metrics' do
-    (their few top directions dominate; Wang and Ponce 2021)."""
+def _top_eigenpairs_subspace(hvp, b: int, dim: int, k: int, max_iterations: int = 50, tolerance: float = 1e-5,
+                             oversample: int = 8, max_rows: int = 256, seed: int = 0
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest eigenpairs per image of the positive semi-definite operator v -> hvp(v) (v (R * B, dim), rows
+    r * B + b), by block subspace iteration with Rayleigh-Ritz: each iteration applies the operator to a
+    (k + oversample)-column block per image in batched calls of at most `max_rows` rows, and the iteration stops
+    when no top-k Ritz value moved by more than `tolerance` times the largest (at most `max_iterations`).
+    Accurate for the top eigenpairs when the spectrum decays, as these metrics' do (their few top directions
+    dominate; Wang and Ponce 2021)."""
     width = min(k + oversample, dim)
     gen = torch.Generator().manual_seed(seed)
     q = torch.linalg.qr(torch.randn(b, dim, width, generator=gen))[0]
+    columns = max(1, max_rows // b)
 
-    def apply(block):  # (B, dim, w) -> H block, one batched product per column
-        return torch.stack([hvp(block[:, :, j].contiguous()) for j in range(block.shape[2])], dim=2)
+    def apply(block):  # (B, dim, w) -> H block: column j of every image in rows j * B + b
+        rows = block.permute(2, 0, 1).reshape(-1, dim)
+        out = torch.cat([hvp(chunk) for chunk in rows.split(columns * b)])
+        return out.reshape(block.shape[2], b, dim).permute(1, 2, 0)
 
-    for _ in range(iterations):
-        q = torch.linalg.qr(apply(q))[0]
-    hq = apply(q)
-    small = q.transpose(1, 2) @ hq
-    values, vectors = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
-    values, vectors = values.flip(1)[:, :k], vectors.flip(2)[:, :, :k]
+    previous = None
+    for _ in range(max_iterations):
+        hq = apply(q)
+        small = q.transpose(1, 2) @ hq
+        values, vectors = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
+        values, vectors = values.flip(1)[:, :k], vectors.flip(2)[:, :, :k]
+        if previous is not None and ((values - previous).abs() <= tolerance * values[:, :1].abs()).all():
+            break
+        previous = values
+        q = torch.linalg.qr(hq)[0]
     return values, q @ vectors
 
 
@@ -363,15 +389,59 @@ class Exploration:
 
 
 def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", settings: dict | None = None,
-                     seed: int = 0, item_offset: int = 0):
-    """z0 for e-GLASS from a solver that works at cut 0 (csgm or pulse): (SolveResult, its latent space)."""
+                     seed: int = 0, item_offset: int = 0, tau: float | None = None, attempts: int = 1):
+    """z0 for e-GLASS from a solver that works at cut 0 (csgm or pulse): (SolveResult, its latent space).
+
+    With `tau`, the images whose solution has a normalised measurement error above tau (from which no step is
+    feasible) are solved again with the next seeds, up to `attempts` solves of the batch in all; each image keeps
+    its first solution within tau, or its lowest-error one if none is. info["start_seeds"]: each image's seed."""
     from rtil.inverse.latent_spaces import latent_space
     from rtil.inverse.run import make_solver
 
     if method not in ("csgm", "pulse"):
         raise RtilError(f"e-GLASS starts from a csgm or pulse solution (a latent at cut 0), not {method!r}")
+    if attempts < 1 or (tau is not None and not tau > 0):
+        raise RtilError(f"attempts must be >= 1 and tau > 0, got {attempts} and {tau}")
     solver = make_solver(method, settings)
     prepared = solver.prepare(G)
-    result = solver.solve(G, operator, y, seed=seed, item_offset=item_offset, **prepared)
-    space = latent_space(G, result.info["latent_space"], proxy=prepared.get("proxy"))
-    return result, space
+    results, errors = [], []
+    for attempt in range(attempts if tau is not None else 1):
+        result = solver.solve(G, operator, y, seed=seed + attempt, item_offset=item_offset, **prepared)
+        results.append(result)
+        with torch.no_grad():
+            errors.append(normalised_error(operator, result.images, y))
+        if tau is None or (torch.stack(errors).amin(0) <= tau).all():
+            break
+    errors = torch.stack(errors)  # (attempts, B)
+    within = errors <= tau if tau is not None else torch.ones_like(errors, dtype=torch.bool)
+    chosen = torch.where(within.any(0), within.int().argmax(0), errors.argmin(0))  # first within tau, else best
+    space = latent_space(G, results[0].info["latent_space"], proxy=prepared.get("proxy"))
+    merged = _per_image(results, chosen)
+    merged.info = {**results[0].info, "start_seeds": [seed + int(c) for c in chosen]}
+    return merged, space
+
+
+def _per_image(results: list, chosen: torch.Tensor):
+    """One SolveResult taking image b's fields from results[chosen[b]] (the batch is the last dimension of the
+    (R, T, B) histories and the first of everything else)."""
+    import dataclasses
+
+    def pick(values, dim=0):
+        if values[0] is None:
+            return None
+        if isinstance(values[0], list):
+            return [pick([v[i] for v in values], dim) for i in range(len(values[0]))]
+        if isinstance(values[0], dict):
+            return {key: pick([v[key] for v in values], dim) for key in values[0]}
+        if not torch.is_tensor(values[0]):
+            return values[0]
+        return torch.stack([values[c].select(dim, b) for b, c in enumerate(chosen.tolist())], dim=dim)
+
+    fields = {}
+    for f in dataclasses.fields(results[0]):
+        values = [getattr(r, f.name) for r in results]
+        if f.name == "info":
+            fields[f.name] = values[0]
+        else:
+            fields[f.name] = pick(values, dim=-1 if f.name in ("loss_history", "round_losses") else 0)
+    return type(results[0])(**fields)
