@@ -99,12 +99,7 @@ def operator_for(operator, b):
 
 
 def test_from_a_solver_solution_and_bad_input():
-    G = generator()
-    operator = Downsample((1, 16, 16), 2, factor=4)
-    space = latent_space(G, "w+")
-    latent, noises = space.draw(image_generators(2, seed=3))
-    with torch.no_grad():
-        y = operator(G.synthesize(space.start_state(latent, noises)))
+    G, space, latent, noises, operator, y = problem(factor=4)
     result, found = initial_solution(G, operator, y, "csgm", {"steps": 5, "restarts": 1})
     with torch.no_grad():
         again = G.synthesize(found.start_state(result.latent, result.noises))
@@ -125,12 +120,7 @@ def test_from_a_solver_solution_and_bad_input():
 def test_an_infeasible_start_is_solved_again_with_the_next_seed():
     """Each image keeps its first solution within tau, else its lowest-error one over the attempts, and the
     merged result is exactly that seed's solution of that image."""
-    G = generator()
-    operator = Downsample((1, 16, 16), 2, factor=4)
-    space = latent_space(G, "w+")
-    latent, noises = space.draw(image_generators(2, seed=3))
-    with torch.no_grad():
-        y = operator(G.synthesize(space.start_state(latent, noises)))
+    G, space, latent, noises, operator, y = problem(factor=4)
     settings = {"steps": 3, "restarts": 1}
     single = [initial_solution(G, operator, y, "csgm", settings, seed=s)[0] for s in range(3)]
     errors = torch.stack([normalised_error(operator, r.images, y) for r in single])  # (3, B)
