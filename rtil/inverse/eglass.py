@@ -242,7 +242,7 @@ def _dense_hessians(render, operator, z0: torch.Tensor, image_distance=None):
     (pixel MSE) unless `image_distance` is given (then its Hessian, column by column)."""
     b, dim = z0.shape
     columns_x, columns_y = [], []
-    chunk = max(1, 256 // b)
+    chunk = max(1, 64 // b)  # columns per call: 64 rows (larger calls were no faster on CPU)
     eye = torch.eye(dim, device=z0.device)
     for start in range(0, dim, chunk):
         basis = eye[start:start + chunk]  # (c, dim)
