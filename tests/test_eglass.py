@@ -93,6 +93,24 @@ def test_every_returned_solution_is_feasible_and_results_repeat():
     assert first.uncertainty().shape == (2, 1, 16, 16)
 
 
+def test_several_steps_per_direction_are_fractions_of_the_largest_feasible_one():
+    G, space, latent, noises, operator, y = problem(factor=4)
+    one = EGlass(k=5, directions=2, tau=1e-3, eigensolver="dense").explore(G, operator, y, space, latent, noises)
+    three = EGlass(k=5, directions=2, tau=1e-3, etas=3, eigensolver="dense").explore(G, operator, y, space, latent,
+                                                                                    noises)
+    assert three.solutions.shape[1] == 3 * one.solutions.shape[1] == 12
+    steps = three.steps.reshape(2, 4, 3)  # (B, signed direction, eta)
+    torch.testing.assert_close(steps[..., 2], one.steps)  # the last eta is the bisection's
+    torch.testing.assert_close(steps[..., 0] * 3, one.steps)
+    assert three.starts == [5, 5, 5, 4, 4, 4] * 2 and three.latents.shape[1] == 12
+    assert (three.errors[three.keep] <= 1e-3).all() and three.keep.equal(three.feasible)
+    tight = EGlass(k=5, directions=2, tau=1e-14, eigensolver="dense").explore(G, operator, y, space, latent, noises)
+    assert (tight.steps == 0).any() and (tight.initial_error <= 1e-14).all()  # z0 fits, no step does
+    assert not tight.feasible[tight.steps == 0].any()  # a zero step is G(z0) again, never a new solution
+    with pytest.raises(RtilError, match="etas"):
+        EGlass(etas=0)
+
+
 def operator_for(operator, b):
     """The operator of image b alone (Downsample has no per-image draws)."""
     return Downsample((1, 16, 16), 1, factor=operator.factor)
@@ -146,11 +164,12 @@ def test_explore_cli(tmp_path, capsys):
     (tmp_path / "csgm.yaml").write_text("method: csgm\nsteps: 5\nrestarts: 1\n")
     common = ["explore", "--generator", tmp_path / "g.pt", "--task", "sr", "--factor", 4, "--images", "digits-test",
               "--num-images", 2, "--initial-config", tmp_path / "csgm.yaml", "--out", tmp_path / "out"]
-    assert run_invert([*common, "--set", "k=4", "--set", "directions=2"]) == 0
+    assert run_invert([*common, "--set", "k=4", "--set", "directions=2", "--set", "etas=2"]) == 0
     for name in ("grid.png", "correlations.png", "explore.json", "solutions.pt"):
         assert (tmp_path / "out" / name).is_file()
     record = json.loads((tmp_path / "out" / "explore.json").read_text())
     assert len(record["initial"]["seeds"]) == 2  # each image's start seed (a retry when a start is not within tau)
+    assert len(record["per_image"][0]["solutions"]) == 2 * 2 * 2  # directions x signs x etas
     for bad, message in ((["--set", "tau=0"], "tau"), (["--set", "k=100000", "--set", "directions=1"], "latent"),
                          (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse"),
                          (["--start-attempts", "0"], "--start-attempts")):

@@ -27,7 +27,9 @@ def write_explore_outputs(out: Path, truths: torch.Tensor, views: torch.Tensor, 
     for j in range(s):
         shown = torch.where(e.keep[:, j, None, None, None], e.solutions[:, j], e.initial * 0.3 - 0.7)
         columns.append(shown)
-        labels.append(f"{'+' if j < s // 2 else '-'}d(v{e.starts[j]})")
+        etas = e.settings.get("etas", 1)
+        fraction = f" {j % etas + 1}/{etas}" if etas > 1 else ""  # which fraction of the largest feasible step
+        labels.append(f"{'+' if j < s // 2 else '-'}d(v{e.starts[j]}){fraction}")
     columns.append(spread)
     labels.append("std (scaled)")
     save_comparison_grid(columns, out / "grid.png", labels=labels)

@@ -11,7 +11,8 @@ Their top eigenvectors U (of H_Y) and V (of H_X). A direction starts from v_K, t
 H_Y whose correlation |<d, u_j>| exceeds `threshold`, renormalised, until none is left: a step along it
 changes the image but hardly the measurements. Directions from v_K, v_{K-1}, ... in both signs give the
 solutions G(z0 + eta d); eta is the largest step (bisection up to max_step) whose normalised measurement
-error ||A G(z) - y||^2 / ||y||^2 stays <= tau, so every returned solution is feasible.
+error ||A G(z) - y||^2 / ||y||^2 stays <= tau (with `etas` > 1, also fractions of it), and a solution is
+returned only if its own error is <= tau, so every returned solution is feasible.
 
 Hessians: dense (forward-mode Jacobians, d JVPs batched over images, then J^T J; exact) when the latent has
 at most `dense_max_dim` numbers, else matrix-free top eigenpairs from Hessian-vector products (block subspace
@@ -46,6 +47,7 @@ class EGlass:
     threshold: |<d, u_j>| above which u_j's component is removed.
     tau: feasibility threshold on ||A G(z) - y||^2 / ||y||^2 (the paper: 1e-2).
     max_step: the largest step eta tried (latent units); bisection_steps: its bisection.
+    etas: solutions per signed direction, at eta_max * j / etas for j = 1..etas (eta_max: the bisection's step).
     eigensolver: "dense" (exact), "subspace" (matrix-free block subspace iteration, every product batched
         over the images), "lanczos" (matrix-free, scipy's eigsh per image) or "auto" (dense up to
         dense_max_dim latent numbers, else subspace).
@@ -60,6 +62,7 @@ class EGlass:
     tau: float = 1e-2
     max_step: float = 8.0
     bisection_steps: int = 12
+    etas: int = 1
     eigensolver: str = "auto"
     dense_max_dim: int = 2048
     perceptual: str = "auto"
@@ -75,8 +78,8 @@ class EGlass:
         if not self.tau > 0 or not self.max_step > 0 or not 0 < self.threshold < 1:
             raise RtilError(f"tau and max_step must be > 0 and threshold in (0, 1), got {self.tau}, "
                             f"{self.max_step}, {self.threshold}")
-        if self.bisection_steps < 1:
-            raise RtilError(f"bisection_steps must be >= 1, got {self.bisection_steps}")
+        if self.bisection_steps < 1 or self.etas < 1:
+            raise RtilError(f"bisection_steps and etas must be >= 1, got {self.bisection_steps}, {self.etas}")
         if self.eigensolver not in EIGENSOLVERS:
             raise RtilError(f"eigensolver must be one of {EIGENSOLVERS}, got {self.eigensolver!r}")
         if self.perceptual not in PERCEPTUAL:
@@ -139,7 +142,13 @@ class EGlass:
             removed.append(count)
         directions = torch.stack(directions, dim=1)  # (B, S, dim)
         signed = torch.cat([directions, -directions], dim=1)  # (B, 2S, dim): +d for every start, then -d
-        steps, errors, accepted = self._largest_feasible_steps(render, operator, y, z0, signed)
+        eta_max = self._largest_feasible_steps(render, operator, y, z0, signed)  # (B, 2S)
+        fractions = torch.arange(1, self.etas + 1, device=z0.device) / self.etas
+        steps = (eta_max[:, :, None] * fractions).reshape(b, -1)  # (B, 2S * etas): each direction's etas in turn
+        signed = signed.repeat_interleave(self.etas, dim=1)
+        with torch.no_grad():
+            errors = _errors_along(render, operator, y, z0, signed, steps)
+        accepted = (errors <= self.tau) & (steps > 0)  # a zero step is G(z0) again, not a new solution
         with torch.no_grad():
             z = z0[:, None] + steps[:, :, None] * signed
             solutions = torch.stack([render(z[:, s]) for s in range(z.shape[1])], dim=1)  # (B, 2S, C, H, W)
@@ -154,38 +163,40 @@ class EGlass:
         return Exploration(
             initial=x0, solutions=solutions, keep=keep, feasible=accepted, steps=steps, errors=errors,
             perceptual_change=change, initial_error=error0, latents=z.reshape(b, -1, *shape),
-            directions=signed, starts=starts + starts, removed=removed + removed,
+            directions=signed, starts=[k for k in starts + starts for _ in range(self.etas)],
+            removed=[count for count in removed + removed for _ in range(self.etas)],
             eigenvalues_measurement=values_y, eigenvalues_image=values_x, correlations=correlations,
             perceptual="lpips" if use_lpips else "mse", eigensolver=solver, settings=self.settings(),
             seconds={"eigen": t_eig, "total": time.perf_counter() - t0})
 
     @torch.no_grad()
-    def _largest_feasible_steps(self, render, operator, y, z0, signed):
-        """Per image and signed direction, the largest eta in [0, max_step] found by bisection with a
-        normalised measurement error <= tau (0 when even tiny steps are not feasible). Returns the steps
-        (B, S), the errors there (B, S) and whether they are feasible (B, S)."""
+    def _largest_feasible_steps(self, render, operator, y, z0, signed) -> torch.Tensor:
+        """Per image and signed direction (signed (B, S, dim)), the largest eta in [0, max_step] found by
+        bisection with a normalised measurement error <= tau: (B, S); 0 when even tiny steps are not feasible,
+        or max_step there with include_infeasible (to show where it leads)."""
         b, s, _ = signed.shape
-
-        def errors_at(eta):  # (B, S) -> (B, S)
-            z = z0[:, None] + eta[:, :, None] * signed
-            images = render(z.transpose(0, 1).reshape(s * b, -1))  # rows j * B + b
-            return normalised_error(operator, images, y.repeat(s, *([1] * (y.ndim - 1)))).reshape(s, b).t()
-
         lo = torch.zeros(b, s, device=z0.device)
         hi = torch.full((b, s), float(self.max_step), device=z0.device)
-        at_max = errors_at(hi) <= self.tau
+        at_max = _errors_along(render, operator, y, z0, signed, hi) <= self.tau
         lo = torch.where(at_max, hi, lo)
         for _ in range(self.bisection_steps):
             mid = (lo + hi) / 2
-            ok = errors_at(mid) <= self.tau
+            ok = _errors_along(render, operator, y, z0, signed, mid) <= self.tau
             lo = torch.where(ok & ~at_max, mid, lo)
             hi = torch.where(ok | at_max, hi, mid)
-        errors = errors_at(lo)
-        feasible = errors <= self.tau
-        if self.include_infeasible:  # where nothing is feasible, show the step at max_step instead
-            lo = torch.where(feasible, lo, torch.full_like(lo, float(self.max_step)))
-            errors = errors_at(lo)
-        return lo, errors, feasible
+        if self.include_infeasible:
+            feasible = _errors_along(render, operator, y, z0, signed, lo) <= self.tau
+            lo = torch.where(feasible & (lo > 0), lo, torch.full_like(lo, float(self.max_step)))
+        return lo
+
+
+def _errors_along(render, operator, y: torch.Tensor, z0: torch.Tensor, signed: torch.Tensor, eta: torch.Tensor
+                  ) -> torch.Tensor:
+    """Normalised measurement errors (B, S) of G(z0 + eta d) for the signed directions d (B, S, dim), eta (B, S)."""
+    b, s, _ = signed.shape
+    z = z0[:, None] + eta[:, :, None] * signed
+    images = render(z.transpose(0, 1).reshape(s * b, -1))  # rows j * B + b
+    return normalised_error(operator, images, y.repeat(s, *([1] * (y.ndim - 1)))).reshape(s, b).t()
 
 
 def normalised_error(operator, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -349,7 +360,8 @@ def _top_eigenpairs_lanczos(hvp, b: int, dim: int, k: int) -> tuple[torch.Tensor
 
 @dataclass
 class Exploration:
-    """What e-GLASS returns for B images and S = 2 x directions signed directions.
+    """What e-GLASS returns for B images and S = 2 x directions x etas solutions: for each signed direction
+(+d for every start, then -d) its etas steps in turn.
 
     initial: (B, C, H, W) G(z0); solutions: (B, S, C, H, W) G(z0 + eta d); keep: (B, S) the ones to show
     (the feasible ones, or all with include_infeasible); feasible: (B, S); steps: (B, S) eta; errors: (B, S)
