@@ -96,8 +96,10 @@ def test_every_returned_solution_is_feasible_and_results_repeat():
 def test_several_steps_per_direction_are_fractions_of_the_largest_feasible_one():
     G, space, latent, noises, operator, y = problem(factor=4)
     one = EGlass(k=5, directions=2, tau=1e-3, eigensolver="dense").explore(G, operator, y, space, latent, noises)
+    lines = []
     three = EGlass(k=5, directions=2, tau=1e-3, etas=3, eigensolver="dense").explore(G, operator, y, space, latent,
-                                                                                    noises)
+                                                                                    noises, report=lines.append)
+    assert len(lines) == 2 and "eigenpairs" in lines[0] and "step search" in lines[1]  # what the CLI prints
     assert three.solutions.shape[1] == 3 * one.solutions.shape[1] == 12
     steps = three.steps.reshape(2, 4, 3)  # (B, signed direction, eta)
     torch.testing.assert_close(steps[..., 2], one.steps)  # the last eta is the bisection's
@@ -144,7 +146,10 @@ def test_an_infeasible_start_is_solved_again_with_the_next_seed():
     errors = torch.stack([normalised_error(operator, r.images, y) for r in single])  # (3, B)
     loose, _ = initial_solution(G, operator, y, "csgm", settings, tau=float(errors.max()) * 2, attempts=3)
     assert loose.info["start_seeds"] == [0, 0]  # the first solve is within tau: no second one
-    best, _ = initial_solution(G, operator, y, "csgm", settings, tau=float(errors.min()) / 2, attempts=3)
+    counted = []
+    best, _ = initial_solution(G, operator, y, "csgm", settings, tau=float(errors.min()) / 2, attempts=3,
+                               progress=counted.append)
+    assert sum(counted) == 3 * 3  # three solves of three steps: what a progress bar counts
     assert best.info["start_seeds"] == errors.argmin(0).tolist()  # none within tau: the lowest error
     for b, s in enumerate(best.info["start_seeds"]):
         torch.testing.assert_close(best.images[b], single[s].images[b])
@@ -174,7 +179,7 @@ def test_explore_cli(tmp_path, capsys):
                          (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse"),
                          (["--start-attempts", "0"], "--start-attempts")):
         capsys.readouterr()
-        assert run_invert([*common, *bad]) == 2, bad
+        assert run_invert([*common, "--quiet", *bad]) == 2, bad  # k is checked after the start (no progress bar)
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (bad, err)
 

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change one e-GLASS setting (rtil/inverse/eglass.py), e.g. --set k=12 --set tau=0.005")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or stage lines")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(run=run_explore)
 
@@ -102,6 +103,8 @@ EXPLORE_TASKS = ("cs", "inpaint", "inpaint_box", "sr", "denoise")
 
 def run_explore(args) -> None:
     import dataclasses
+
+    from tqdm import tqdm
 
     from rtil.checkpoints import load_generator
     from rtil.data.images import load_images
@@ -140,10 +143,13 @@ def run_explore(args) -> None:
         y = operator.measure(images, generator=torch.Generator().manual_seed(args.seed))
     lpips = load_lpips(args.device) if G.resolution >= LPIPS_MIN_SIZE else None
     start = time.perf_counter()
-    result, space = initial_solution(G, operator, y, args.initial, settings, seed=args.seed, tau=eglass.tau,
-                                     attempts=args.start_attempts)
+    with tqdm(desc=f"initial solution ({args.initial})", unit="step", disable=args.quiet) as bar:
+        result, space = initial_solution(G, operator, y, args.initial, settings, seed=args.seed, tau=eglass.tau,
+                                         attempts=args.start_attempts, progress=bar.update)
     solve_seconds = time.perf_counter() - start
-    exploration = eglass.explore(G, operator, y, space, result.latent, result.noises, perceptual=lpips)
+    report = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    exploration = eglass.explore(G, operator, y, space, result.latent, result.noises, perceptual=lpips,
+                                 report=report)
     exploration.seconds["initial_solve"] = solve_seconds
     record = {"generator": str(args.generator), "task": args.task, "operator": operator.describe(),
               "images": args.images, "names": names, "seed": args.seed,

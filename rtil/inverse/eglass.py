@@ -24,6 +24,7 @@ Latents are the rows of a latent space (rtil/inverse/latent_spaces.py), flattene
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 
 from rtil.errors import RtilError
 from rtil.inverse.objectives import apply_per_restart
+from rtil.inverse.optimize import Progress
 from rtil.inverse.solver import check_generator
 
 EIGENSOLVERS = ("auto", "dense", "subspace", "lanczos")
@@ -89,9 +91,11 @@ class EGlass:
         return {"method": "eglass", **asdict(self)}
 
     def explore(self, G, operator, y: torch.Tensor, space, latent: torch.Tensor, noises: list[torch.Tensor],
-                perceptual=None) -> "Exploration":
+                perceptual=None, report: Callable[[str], None] | None = None) -> "Exploration":
         """Solutions around z0 = `latent` (B, L, D) in latent space `space` with fixed `noises`, for the B
-        images measured as y by `operator`. `perceptual`: an LPIPS network for H_X (see `perceptual`)."""
+        images measured as y by `operator`. `perceptual`: an LPIPS network for H_X (see `perceptual`).
+        `report`: called with a line as each stage starts (e.g. print to stderr)."""
+        report = report or (lambda line: None)
         check_generator(G, operator, y)
         b = operator.batch_size
         if latent.ndim != 3 or latent.shape[0] != b:
@@ -112,6 +116,8 @@ class EGlass:
             maps = [n.repeat(rows // b, *([1] * (n.ndim - 1))) for n in noises]
             return G.synthesize(space.start_state(z.reshape(rows, *shape), maps))
 
+        report(f"e-GLASS: top eigenpairs of H_Y and H_X ({solver}, {dim} latent numbers per image, {b} images, "
+               f"H_X from {'LPIPS' if use_lpips else 'pixel MSE'})")
         t0 = time.perf_counter()
         with torch.no_grad():
             x0 = render(z0)
@@ -131,6 +137,8 @@ class EGlass:
                 n = x0[0].numel()
                 values_x, vectors_x = top(lambda v: _gauss_newton_hvp(render, z0, v) / n, b, dim, wanted)
         t_eig = time.perf_counter() - t0
+        report(f"e-GLASS: eigenpairs in {t_eig:.1f} s; step search along {2 * self.directions} signed directions "
+               f"({self.bisection_steps} bisection steps)")
 
         starts = [self.k - i for i in range(self.directions)]
         directions, raw, removed = [], [], []
@@ -401,12 +409,14 @@ class Exploration:
 
 
 def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", settings: dict | None = None,
-                     seed: int = 0, item_offset: int = 0, tau: float | None = None, attempts: int = 1):
+                     seed: int = 0, item_offset: int = 0, tau: float | None = None, attempts: int = 1,
+                     progress: Progress = None):
     """z0 for e-GLASS from a solver that works at cut 0 (csgm or pulse): (SolveResult, its latent space).
 
     With `tau`, the images whose solution has a normalised measurement error above tau (from which no step is
     feasible) are solved again with the next seeds, up to `attempts` solves of the batch in all; each image keeps
-    its first solution within tau, or its lowest-error one if none is. info["start_seeds"]: each image's seed."""
+    its first solution within tau, or its lowest-error one if none is. info["start_seeds"]: each image's seed.
+    `progress` is called with the number of optimisation steps done (a progress bar's update)."""
     from rtil.inverse.latent_spaces import latent_space
     from rtil.inverse.run import make_solver
 
@@ -418,7 +428,8 @@ def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", setting
     prepared = solver.prepare(G)
     results, errors = [], []
     for attempt in range(attempts if tau is not None else 1):
-        result = solver.solve(G, operator, y, seed=seed + attempt, item_offset=item_offset, **prepared)
+        result = solver.solve(G, operator, y, seed=seed + attempt, item_offset=item_offset, progress=progress,
+                              **prepared)
         results.append(result)
         with torch.no_grad():
             errors.append(normalised_error(operator, result.images, y))
