@@ -155,13 +155,12 @@ class EGlass:
         steps = (eta_max[:, :, None] * fractions).reshape(b, -1)  # (B, 2S * etas): each direction's etas in turn
         signed = signed.repeat_interleave(self.etas, dim=1)
         with torch.no_grad():
-            errors = _errors_along(render, operator, y, z0, signed, steps)
-        accepted = (errors <= self.tau) & (steps > 0)  # a zero step is G(z0) again, not a new solution
-        with torch.no_grad():
             z = z0[:, None] + steps[:, :, None] * signed
             solutions = torch.stack([render(z[:, s]) for s in range(z.shape[1])], dim=1)  # (B, 2S, C, H, W)
+            errors = _solution_errors(operator, solutions, y)
             change = torch.stack([image_distance(solutions[:, s]) for s in range(z.shape[1])], dim=1)
             error0 = normalised_error(operator, x0, y)
+        accepted = (errors <= self.tau) & (steps > 0)  # a zero step is G(z0) again, not a new solution
         keep = accepted if not self.include_infeasible else torch.ones_like(accepted)
         correlations = {
             "start_vs_measurement": (vectors_y.transpose(1, 2) @ raw[0][:, :, None])[..., 0].abs(),
@@ -204,7 +203,14 @@ def _errors_along(render, operator, y: torch.Tensor, z0: torch.Tensor, signed: t
     b, s, _ = signed.shape
     z = z0[:, None] + eta[:, :, None] * signed
     images = render(z.transpose(0, 1).reshape(s * b, -1))  # rows j * B + b
-    return normalised_error(operator, images, y.repeat(s, *([1] * (y.ndim - 1)))).reshape(s, b).t()
+    return _solution_errors(operator, images.reshape(s, b, *images.shape[1:]).transpose(0, 1), y)
+
+
+def _solution_errors(operator, solutions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Normalised measurement errors (B, S) of solutions (B, S, C, H, W)."""
+    b, s = solutions.shape[:2]
+    rows = solutions.transpose(0, 1).reshape(s * b, *solutions.shape[2:])  # rows j * B + b
+    return normalised_error(operator, rows, y.repeat(s, *([1] * (y.ndim - 1)))).reshape(s, b).t()
 
 
 def normalised_error(operator, images: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -369,7 +375,7 @@ def _top_eigenpairs_lanczos(hvp, b: int, dim: int, k: int) -> tuple[torch.Tensor
 @dataclass
 class Exploration:
     """What e-GLASS returns for B images and S = 2 x directions x etas solutions: for each signed direction
-(+d for every start, then -d) its etas steps in turn.
+    (+d for every start, then -d) its etas steps in turn.
 
     initial: (B, C, H, W) G(z0); solutions: (B, S, C, H, W) G(z0 + eta d); keep: (B, S) the ones to show
     (the feasible ones, or all with include_infeasible); feasible: (B, S); steps: (B, S) eta; errors: (B, S)
