@@ -167,14 +167,22 @@ def test_explore_cli(tmp_path, capsys):
     G = generator()
     save_generator(tmp_path / "g.pt", G)
     (tmp_path / "csgm.yaml").write_text("method: csgm\nsteps: 5\nrestarts: 1\n")
-    common = ["explore", "--generator", tmp_path / "g.pt", "--task", "sr", "--factor", 4, "--images", "digits-test",
-              "--num-images", 2, "--initial-config", tmp_path / "csgm.yaml", "--out", tmp_path / "out"]
+
+    def explore(*task, out):
+        return ["explore", "--generator", tmp_path / "g.pt", *task, "--images", "digits-test", "--num-images", 2,
+                "--initial-config", tmp_path / "csgm.yaml", "--out", tmp_path / out]
+
+    common = explore("--task", "sr", "--factor", 4, out="out")
     assert run_invert([*common, "--set", "k=4", "--set", "directions=2", "--set", "etas=2"]) == 0
+    assert "note:" not in capsys.readouterr().err  # 96 latent numbers, 16 measurements: room to move
     for name in ("grid.png", "correlations.png", "explore.json", "solutions.pt"):
         assert (tmp_path / "out" / name).is_file()
     record = json.loads((tmp_path / "out" / "explore.json").read_text())
     assert len(record["initial"]["seeds"]) == 2  # each image's start seed (a retry when a start is not within tau)
     assert len(record["per_image"][0]["solutions"]) == 2 * 2 * 2  # directions x signs x etas
+    box = explore("--task", "inpaint_box", "--ratio", 0.75, out="box")
+    assert run_invert([*box, "--quiet", "--set", "k=4", "--set", "directions=1"]) == 0
+    assert "latent has 96 numbers and each image 192 measurements" in capsys.readouterr().err
     for bad, message in ((["--set", "tau=0"], "tau"), (["--set", "k=100000", "--set", "directions=1"], "latent"),
                          (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse"),
                          (["--start-attempts", "0"], "--start-attempts")):

@@ -158,6 +158,13 @@ def run_explore(args) -> None:
     with torch.no_grad():
         views = measurement_view(operator, y)
     write_explore_outputs(Path(args.out), images.cpu(), views.cpu(), names, exploration, record)
+    dim, measurements = result.latent[0].numel(), y[0].numel()
+    if hasattr(operator, "observed_fraction"):  # masks: the observed pixels, not the zeros, are the measurements
+        measurements = round(float(operator.observed_fraction.min()) * images[0].numel())
+    if dim <= measurements:
+        print(f"note: the latent has {dim} numbers and each image {measurements} measurements, so (generically) no "
+              f"latent direction leaves the measurements unchanged: the solutions can move only as far as tau allows",
+              file=sys.stderr)
     for name, error in zip(names, exploration.initial_error.tolist(), strict=True):
         if error > eglass.tau:
             print(f"warning: {name}: no initial solution within tau after {args.start_attempts} solve(s) (normalised "
