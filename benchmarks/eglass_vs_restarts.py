@@ -1,18 +1,20 @@
 """Time to N feasible solutions per image: e-GLASS (its initial solve, eigen-decompositions and step search) vs
-PULSE-style restarts (one solve per solution), on trained digits generators, super-resolution x4 and box
+PULSE-style restarts (one restart per solution), on trained digits generators, super-resolution x4 and box
 inpainting.
 
     python benchmarks/eglass_vs_restarts.py --stylegan2 G.pt --pggan P.pt [--images 4] [--tau 0.01]
         [--solutions 10 20 40] [--out results.json]
 
-Both methods use the same solver and settings for every solve: PULSE (configs/invert/pulse.yaml) with one restart.
-Restarts: seeds 0, 1, 2, ... (every solve covers all images) until each image has max(--solutions) feasible
-solutions (||A G(z) - y||^2 / ||y||^2 <= tau), at most --max-solves solves; the time to N is the time of the
-first solve after which every image has N. e-GLASS: its start is the seed-0 solve (the same computation as the
-first restart), solved again with the next seeds for images whose start is not within tau (at most
---start-attempts solves); then N / 2 directions (k = max(8, N / 2)) in both signs. Each e-GLASS run is timed
-from scratch, start included. Diversity: the mean pairwise RMS pixel distance between the first N feasible
-solutions of an image (LPIPS is not available offline), averaged over images.
+Both methods use the same solver and settings: PULSE (configs/invert/pulse.yaml). Restarts, two baselines:
+sequential (one restart per call, seeds 0, 1, 2, ...) and batched (--restart-batch restarts per call, every
+restart of a call one solution per image: what the restarts solver does when asked for several); each runs
+until every image has max(--solutions) feasible solutions (||A G(z) - y||^2 / ||y||^2 <= tau), at most
+--max-solves restarts; the time to N is the time of the first call after which every image has N. e-GLASS:
+its start is one PULSE solve with one restart and seed 0 (the first sequential restart), solved again with
+the next seeds for images whose start is not within tau (at most --start-attempts solves); then N / 2
+directions (k = max(8, N / 2)) in both signs. Each e-GLASS run is timed from scratch, start included.
+Diversity: the mean pairwise RMS pixel distance between the first N feasible solutions of an image (LPIPS is
+not available offline), averaged over images.
 """
 
 import argparse
@@ -52,30 +54,32 @@ def pulse_settings() -> dict:
     return {**settings, "restarts": 1}
 
 
-def restarts(G, operator, y, tau: float, wanted: int, max_solves: int) -> dict:
-    """Solves with seeds 0, 1, ... until every image has `wanted` feasible solutions (or max_solves)."""
-    solver = make_solver("pulse", pulse_settings())
+def restarts(G, operator, y, tau: float, wanted: int, max_solves: int, batch: int) -> dict:
+    """PULSE calls of `batch` restarts each (seeds 0, 1, ...; every restart of a call is one solution per
+    image) until every image has `wanted` feasible solutions, or max_solves restarts in all."""
+    solver = make_solver("pulse", {**pulse_settings(), "restarts": batch})
     b = y.shape[0]
     kept = [[] for _ in range(b)]
     elapsed, times, errors = 0.0, [], []
     t0 = time.perf_counter()
     prepared = solver.prepare(G)
     elapsed += time.perf_counter() - t0
-    for seed in range(max_solves):
+    for seed in range(-(-max_solves // batch)):
         t0 = time.perf_counter()
-        images = solver.solve(G, operator, y, seed=seed, **prepared).images
+        images = solver.solve(G, operator, y, seed=seed, **prepared).restart_images  # (batch, B, C, H, W)
         elapsed += time.perf_counter() - t0
-        error = normalised_error(operator, images, y)
-        errors.append(error)
-        for i in range(b):
-            if error[i] <= tau:
-                kept[i].append(images[i])
+        for solutions in images:
+            error = normalised_error(operator, solutions, y)
+            errors.append(error)
+            for i in range(b):
+                if error[i] <= tau:
+                    kept[i].append(solutions[i])
         times.append((elapsed, min(len(k) for k in kept)))
         if min(len(k) for k in kept) >= wanted:
             break
-    errors = torch.stack(errors, dim=1)  # (B, solves)
-    return {"times": times, "kept": kept, "errors": errors, "solves": len(times),
-            "seconds_per_solve": elapsed / len(times)}
+    errors = torch.stack(errors, dim=1)  # (B, restarts)
+    return {"times": times, "kept": kept, "errors": errors, "solves": errors.shape[1],
+            "seconds_per_solve": elapsed / errors.shape[1]}
 
 
 def time_to(times: list[tuple[float, int]], n: int) -> float | None:
@@ -107,6 +111,8 @@ def main() -> None:
     parser.add_argument("--solutions", type=int, nargs="+", default=[10, 20, 40])
     parser.add_argument("--max-solves", type=int, default=None, help="default: 1.5 x max(--solutions)")
     parser.add_argument("--start-attempts", type=int, default=3)
+    parser.add_argument("--restart-batch", type=int, default=10,
+                        help="restarts per PULSE call in the batched baseline (default 10)")
     parser.add_argument("--out", default=None, help="write every number to this JSON file")
     args = parser.parse_args()
     if any(n < 2 or n % 2 for n in args.solutions):
@@ -124,17 +130,23 @@ def main() -> None:
         for task_name, (task, param) in TASKS.items():
             operator = build_operator(task, tuple(x.shape[1:]), x.shape[0], seed=0, **param)
             y = operator.measure(x, generator=torch.Generator().manual_seed(0))
-            r = restarts(G, operator, y, args.tau, wanted, max_solves)
-            feasible = int((r["errors"] <= args.tau).sum())
-            print(f"{name}, {task_name}, restarts: {r['solves']} solves x {args.images} images, "
-                  f"{r['seconds_per_solve']:.2f} s per solve, {feasible} of {r['errors'].numel()} feasible, "
-                  f"errors {float(r['errors'].min()):.1e}..{float(r['errors'].max()):.1e}", flush=True)
+            runs = {}
+            for mode, batch in (("sequential", 1), ("batched", args.restart_batch)):
+                r = runs[mode] = restarts(G, operator, y, args.tau, wanted, max_solves, batch)
+                feasible = int((r["errors"] <= args.tau).sum())
+                print(f"{name}, {task_name}, restarts ({mode}, {batch} per call): {r['solves']} restarts x "
+                      f"{args.images} images, {r['seconds_per_solve']:.2f} s per restart, {feasible} of "
+                      f"{r['errors'].numel()} feasible, errors {float(r['errors'].min()):.1e}.."
+                      f"{float(r['errors'].max()):.1e}", flush=True)
+            r, rb = runs["sequential"], runs["batched"]
             for n in args.solutions:
                 e = eglass(G, operator, y, args.tau, n, args.start_attempts)
-                t_restarts = time_to(r["times"], n)
+                t_restarts, t_batched = time_to(r["times"], n), time_to(rb["times"], n)
                 reached = min(len(k) for k in e["kept"]) >= n
                 row = {"generator": name, "task": task_name, "solutions": n,
                        "restarts_seconds": t_restarts, "restarts_diversity": mean_diversity(r["kept"], n),
+                       "batched_restarts_seconds": t_batched,
+                       "batched_restarts_diversity": mean_diversity(rb["kept"], n),
                        "eglass_seconds": e["seconds"], "eglass_start_seconds": e["start"],
                        "eglass_eigen_seconds": e["eigen"], "eglass_search_seconds": e["search"],
                        "eglass_feasible": int(e["feasible"].sum()), "eglass_returned": e["feasible"].numel(),
@@ -143,16 +155,21 @@ def main() -> None:
                        "eglass_start_errors": e["start_errors"].tolist(), "eglass_start_seeds": e["start_seeds"],
                        "eglass_mean_step": float(e["steps"].mean()), "eigensolver": e["eigensolver"],
                        "image_metric": e["perceptual"]}
-                row["speedup"] = (t_restarts / e["seconds"]) if t_restarts is not None and reached else None
+                for key, t in (("speedup", t_restarts), ("speedup_batched", t_batched)):
+                    row[key] = (t / e["seconds"]) if t is not None and reached else None
                 record.append(row)
-                speed = f"{row['speedup']:.1f}x" if row["speedup"] is not None else "n/a (a method fell short)"
-                t_text = f"{t_restarts:.1f} s" if t_restarts is not None else f"not reached in {r['solves']} solves"
-                print(f"  N={n}: restarts {t_text}, diversity {row['restarts_diversity']:.3f} | e-GLASS "
+                speed = " / ".join(f"{row[key]:.1f}x" if row[key] is not None else "n/a (a method fell short)"
+                                   for key in ("speedup", "speedup_batched"))
+                t_text = " / ".join(f"{t:.1f} s" if t is not None else "not reached"
+                                    for t in (t_restarts, t_batched))
+                print(f"  N={n}: restarts (sequential / batched) {t_text}, diversity "
+                      f"{row['restarts_diversity']:.3f} / {row['batched_restarts_diversity']:.3f} | e-GLASS "
                       f"{e['seconds']:.1f} s (start {e['start']:.1f}, eigen {e['eigen']:.1f}, search "
                       f"{e['search']:.1f}), {row['eglass_feasible']} of {row['eglass_returned']} feasible, "
                       f"diversity {row['eglass_diversity']:.3f}, start errors "
                       f"{', '.join(f'{v:.1e}' for v in row['eglass_start_errors'])} (seeds {e['start_seeds']}), "
-                      f"mean step {row['eglass_mean_step']:.2f} | speed-up {speed}", flush=True)
+                      f"mean step {row['eglass_mean_step']:.2f} | speed-up (sequential / batched) {speed}",
+                      flush=True)
             if args.out:
                 write_json_atomically(Path(args.out), {"tau": args.tau, "images": args.images, "rows": record})
 

@@ -155,6 +155,7 @@ def test_an_infeasible_start_is_solved_again_with_the_next_seed():
         torch.testing.assert_close(best.images[b], single[s].images[b])
         torch.testing.assert_close(best.latent[b], single[s].latent[b])
         torch.testing.assert_close(best.loss_history[..., b], single[s].loss_history[..., b])
+        torch.testing.assert_close(best.restart_images[:, b], single[s].restart_images[:, b])
     middle = float(errors[:, 1].min()) * 1.001  # image 1 within tau at its best seed
     picked, _ = initial_solution(G, operator, y, "csgm", settings, tau=middle, attempts=3)
     first = int((errors[:, 1] <= middle).int().argmax())

@@ -211,6 +211,9 @@ def test_selected_iterate_is_argmin_of_measurement_losses(method):
     flat = history.reshape(restarts * steps, b)
     assert torch.equal(result.selected_restart * steps + result.selected_step - first, flat.argmin(0))
     torch.testing.assert_close(result.measurement_loss.cpu(), flat.min(0).values)
+    # Every restart's selected iterate is kept; the returned one is the selected restart's.
+    assert result.restart_images.shape == (restarts, *result.images.shape)
+    torch.testing.assert_close(result.restart_images[result.selected_restart, torch.arange(b)], result.images)
     # The returned images have exactly the selected loss: recompute it from the images.
     torch.testing.assert_close((A(result.images) - y).pow(2).flatten(1).mean(1), result.measurement_loss,
                                atol=1e-6, rtol=1e-4)

@@ -452,7 +452,7 @@ def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", setting
 
 def _per_image(results: list, chosen: torch.Tensor):
     """One SolveResult taking image b's fields from results[chosen[b]] (the batch is the last dimension of the
-    (R, T, B) histories and the first of everything else)."""
+    (R, T, B) histories, the second of the (R, B, ...) restart images and the first of everything else)."""
     import dataclasses
 
     def pick(values, dim=0):
@@ -472,5 +472,6 @@ def _per_image(results: list, chosen: torch.Tensor):
         if f.name == "info":
             fields[f.name] = values[0]
         else:
-            fields[f.name] = pick(values, dim=-1 if f.name in ("loss_history", "round_losses") else 0)
+            dim = {"loss_history": -1, "round_losses": -1, "restart_images": 1}.get(f.name, 0)
+            fields[f.name] = pick(values, dim=dim)
     return type(results[0])(**fields)

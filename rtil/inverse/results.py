@@ -27,6 +27,8 @@ class SolveResult:
     feasible:          (B,) measurement_loss <= tolerance (PULSE), or None when the solver has no tolerance.
     round_losses:      (rounds, B) measurement loss of each round's last iterate (ILO), or None.
     info:              solver-specific notes (e.g. whether the perceptual term was used).
+    restart_images:    (R, B, C, H, W) the selected iterate of every restart (`images` holds the best one per
+                       image): R solutions per image, as PULSE-style restarts offer them.
     solution:          the selected iterate's variables, what re-renders `images` (see rtil/inverse/solutions.py):
                        {"latent": (B, L, D) in the space info["latent_space"], "noises": [(B, 1, H, W), ...]} and,
                        for ILO, "features" at the final cut info["cut"] and the frozen "skip_image"; None for
@@ -42,6 +44,7 @@ class SolveResult:
     round_losses: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
     solution: dict | None = None
+    restart_images: torch.Tensor | None = None
 
     @property
     def latent(self) -> torch.Tensor | None:
@@ -112,7 +115,8 @@ class IterateTracker:
         return SolveResult(images=self.images[rows], measurement_loss=selected, loss_history=history,
                            selected_restart=restart.cpu(), selected_step=self.step[rows].cpu(),
                            feasible=None if feasible is None else feasible.cpu(), round_losses=round_losses,
-                           info=dict(info or {}), solution=solution)
+                           info=dict(info or {}), solution=solution,
+                           restart_images=self.images.view(restarts, batch_size, *self.images.shape[1:]))
 
 
 def tree_map(fn, tree, *others):
