@@ -424,6 +424,7 @@ def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", setting
     its first solution within tau, or its lowest-error one if none is. info["start_seeds"]: each image's seed.
     `progress` is called with the number of optimisation steps done (a progress bar's update)."""
     from rtil.inverse.latent_spaces import latent_space
+    from rtil.inverse.results import pick_per_image
     from rtil.inverse.run import make_solver
 
     if method not in ("csgm", "pulse"):
@@ -445,33 +446,6 @@ def initial_solution(G, operator, y: torch.Tensor, method: str = "csgm", setting
     within = errors <= tau if tau is not None else torch.ones_like(errors, dtype=torch.bool)
     chosen = torch.where(within.any(0), within.int().argmax(0), errors.argmin(0))  # first within tau, else best
     space = latent_space(G, results[0].info["latent_space"], proxy=prepared.get("proxy"))
-    merged = _per_image(results, chosen)
+    merged = results[0] if len(results) == 1 else pick_per_image(results, chosen)
     merged.info = {**results[0].info, "start_seeds": [seed + int(c) for c in chosen]}
     return merged, space
-
-
-def _per_image(results: list, chosen: torch.Tensor):
-    """One SolveResult taking image b's fields from results[chosen[b]] (the batch is the last dimension of the
-    (R, T, B) histories, the second of the (R, B, ...) restart images and the first of everything else)."""
-    import dataclasses
-
-    def pick(values, dim=0):
-        if values[0] is None:
-            return None
-        if isinstance(values[0], list):
-            return [pick([v[i] for v in values], dim) for i in range(len(values[0]))]
-        if isinstance(values[0], dict):
-            return {key: pick([v[key] for v in values], dim) for key in values[0]}
-        if not torch.is_tensor(values[0]):
-            return values[0]
-        return torch.stack([values[c].select(dim, b) for b, c in enumerate(chosen.tolist())], dim=dim)
-
-    fields = {}
-    for f in dataclasses.fields(results[0]):
-        values = [getattr(r, f.name) for r in results]
-        if f.name == "info":
-            fields[f.name] = values[0]
-        else:
-            dim = {"loss_history": -1, "round_losses": -1, "restart_images": 1}.get(f.name, 0)
-            fields[f.name] = pick(values, dim=dim)
-    return type(results[0])(**fields)

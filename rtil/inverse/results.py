@@ -119,6 +119,27 @@ class IterateTracker:
                            restart_images=self.images.view(restarts, batch_size, *self.images.shape[1:]))
 
 
+# the batch dimension of each SolveResult field that is not batch-first
+BATCH_DIMS = {"loss_history": -1, "round_losses": -1, "restart_images": 1}
+
+
+def pick_per_image(results: list[SolveResult], chosen: torch.Tensor) -> SolveResult:
+    """One SolveResult taking image b's fields from results[chosen[b]] (results of the same solver and settings
+    on the same batch); info is the first result's."""
+    from dataclasses import fields
+
+    def picker(dim):
+        def pick(*leaves):
+            if not torch.is_tensor(leaves[0]):
+                return leaves[0]
+            return torch.stack([leaves[c].select(dim, b) for b, c in enumerate(chosen.tolist())], dim=dim)
+        return pick
+
+    picked = {f.name: tree_map(picker(BATCH_DIMS.get(f.name, 0)), *(getattr(r, f.name) for r in results))
+              for f in fields(SolveResult) if f.name != "info"}
+    return SolveResult(**picked, info=dict(results[0].info))
+
+
 def tree_map(fn, tree, *others):
     """fn applied to every tensor of a dict / list / tensor tree (and the matching leaves of `others`);
     None stays None."""
