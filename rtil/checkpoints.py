@@ -137,8 +137,9 @@ def read_generator_file(path: str | os.PathLike) -> dict:
     return rec
 
 
-def build_generator(rec: dict, weights: str = "g_ema") -> torch.nn.Module:
-    """Instantiate the generator described by a generator-file dict and load its weights."""
+def build_generator(rec: dict, weights: str = "g_ema", source: str = "generator file") -> torch.nn.Module:
+    """Instantiate the generator described by a generator-file dict and load its weights (`source`: where the dict
+    came from, for messages)."""
     from rtil.models import GENERATORS
 
     family = rec["family"]
@@ -159,11 +160,32 @@ def build_generator(rec: dict, weights: str = "g_ema") -> torch.nn.Module:
     if bad:
         raise RtilError(f"generator file's {weights!r} weights hold NaN or infinite values ({', '.join(bad[:3])}"
                         f"{', ...' if len(bad) > 3 else ''}): the training it came from diverged")
-    result = G.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise RtilError(f"weights do not match the {family} architecture: missing "
-                        f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+    check_state_shapes(G.state_dict(), state, f"{source}: the {weights!r} weights do not fit its {family} architecture",
+                       " (its 'arch' entry and its weights disagree: was the file edited or damaged?)")
+    G.load_state_dict(state)
     return G
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def check_state_shapes(expected: dict, found: dict, what: str, hint: str = "") -> None:
+    """Raise RtilError naming the first tensor of `found` (name -> tensor) that a module with state `expected`
+    (name -> tensor or shape) cannot load: a missing or unexpected name, or another shape. The message is
+    "{what}: tensor NAME: expected shape (..), found (..){hint}" (and how many more tensors differ)."""
+    problems = []
+    for name, want in expected.items():
+        want = tuple(getattr(want, "shape", want))
+        if name not in found:
+            problems.append(f"tensor {name}: expected shape {_shape_text(want)}, missing")
+        elif tuple(getattr(found[name], "shape", ())) != want:
+            problems.append(f"tensor {name}: expected shape {_shape_text(want)}, "
+                            f"found {_shape_text(getattr(found[name], 'shape', ()))}")
+    problems += [f"unexpected tensor {name}" for name in found if name not in expected]
+    if problems:
+        more = f" ({len(problems) - 1} more tensors differ)" if len(problems) > 1 else ""
+        raise RtilError(f"{what}: {problems[0]}{hint}{more}")
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = "g_ema"):
@@ -173,7 +195,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     The file's RTIL family config and provenance are attached as `G.rtil` and `G.provenance`.
     """
     rec = read_generator_file(path)
-    G = build_generator(rec, weights)
+    G = build_generator(rec, weights, source=str(path))
     G.rtil = rec.get("rtil")
     G.provenance = rec.get("provenance") or {}
     return G.eval().requires_grad_(False).to(device)
@@ -195,5 +217,5 @@ def export_lightning_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os
     rec = {**info, "g_ema": sub("G_ema."), "g": sub("G.") or None}
     rec["provenance"] = {**(info.get("provenance") or {}), "exported_from": Path(ckpt_path).name,
                          "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    build_generator(rec)  # validates architecture and weights before anything is written
+    build_generator(rec, source=str(ckpt_path))  # validates architecture and weights before anything is written
     return write_generator_record(rec, out_path)

@@ -3,11 +3,14 @@ fetched on first use into the torch hub cache ($TORCH_HOME/hub/checkpoints), as 
 downloads are off (`offline`, or the environment variable RTIL_OFFLINE=1). A failed download is reported,
 never replaced by other weights."""
 
+import hashlib
 import os
 import socket
 from pathlib import Path
 
 import torch
+
+from rtil.errors import RtilError
 
 OFFLINE_ENV = "RTIL_OFFLINE"
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download is given up
@@ -35,3 +38,21 @@ def fetch(url: str, path: Path, hash_prefix: str | None = None, offline: bool = 
     finally:
         socket.setdefaulttimeout(previous)
     return None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in chunks)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def check_sha256(path: str | os.PathLike, expected: str, what: str, url: str, shown_as: str | None = None) -> None:
+    """Raise RtilError unless the SHA-256 of `path` starts with `expected` (a full digest, or the prefix in a torch
+    hub file name). The message names `shown_as` (default `path`): the file the user has to replace."""
+    digest = file_sha256(path)
+    if not digest.startswith(expected.lower()):
+        raise RtilError(f"{shown_as or path} is not {what} (SHA-256 {digest[:16]}..., expected {expected[:16]}...), "
+                        f"so nothing was loaded from it; delete it and download {url} again")

@@ -79,7 +79,7 @@ def test_foreign_and_broken_files_are_clear_errors(tmp_path):
         read_generator_file(bad_version)
     wrong_weights = tmp_path / "wrong.pt"
     torch.save({**rec, "g_ema": {"nope": torch.zeros(1)}}, wrong_weights)
-    with pytest.raises(RtilError, match="do not match"):
+    with pytest.raises(RtilError, match="do not fit .*, missing"):
         rtil.load_generator(wrong_weights)
 
 
@@ -145,3 +145,30 @@ def test_safetensors_generator_files_round_trip_with_their_metadata(tmp_path):
     broken.write_bytes(path.read_bytes()[:100])
     with pytest.raises(RtilError, match="not a readable safetensors generator file"):
         load_generator(broken)
+
+
+def test_check_state_shapes_names_the_first_tensor_that_differs():
+    from rtil.checkpoints import check_state_shapes
+
+    expected = {"a.weight": torch.zeros(4, 3), "a.bias": torch.zeros(4)}
+    check_state_shapes(expected, {"a.weight": torch.ones(4, 3), "a.bias": torch.ones(4)}, "model")
+    with pytest.raises(RtilError, match=r"^model: tensor a.weight: expected shape \(4, 3\), found \(4, 2\) see X$"):
+        check_state_shapes(expected, {"a.weight": torch.ones(4, 2), "a.bias": torch.ones(4)}, "model", " see X")
+    with pytest.raises(RtilError, match=r"tensor a.bias: expected shape \(4\), missing \(1 more tensors differ\)"):
+        check_state_shapes(expected, {"a.weight": torch.ones(4, 3), "b": torch.ones(1)}, "model")
+    with pytest.raises(RtilError, match="unexpected tensor b"):
+        check_state_shapes(expected, {**expected, "b": torch.ones(1)}, "model")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_generator_file_with_wrongly_shaped_tensors_is_one_line_naming_the_tensor(tmp_path, suffix):
+    from rtil.checkpoints import write_generator_record
+
+    rec = torch.load(save_generator(tmp_path / "g.pt", tiny_stylegan2()), weights_only=True)
+    name = next(k for k, v in rec["g_ema"].items() if v.ndim == 4)
+    rec["g_ema"][name] = rec["g_ema"][name][:, :-1].clone()
+    path = write_generator_record(rec, tmp_path / f"bad{suffix}")
+    with pytest.raises(RtilError, match=rf"bad{suffix}: the 'g_ema' weights do not fit .*tensor {name}: expected shape"
+                       ) as error:
+        rtil.load_generator(path)
+    assert "\n" not in str(error.value)

@@ -5,7 +5,6 @@ LPIPS is the `lpips` package's AlexNet v0.1 model. Its ImageNet backbone is read
 unavailable and `load_lpips` returns None: no number is better than a number from the wrong network.
 """
 
-import hashlib
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -101,7 +100,8 @@ def load_lpips(device: torch.device | str = "cpu", check_hash: bool = True, offl
     torch hub cache unless downloads are off (`offline` or RTIL_OFFLINE=1, rtil/weights.py), or None (with a
     warning saying how to provide the weights). check_hash compares the file's SHA-256 with the prefix in its
     name, as torchvision does."""
-    from rtil.weights import fetch
+    from rtil.checkpoints import safe_torch_load
+    from rtil.weights import check_sha256, fetch
 
     path = alexnet_weights_path()
     why = fetch(ALEXNET_URL, path, ALEXNET_SHA256_PREFIX if check_hash else None, offline)
@@ -109,15 +109,8 @@ def load_lpips(device: torch.device | str = "cpu", check_hash: bool = True, offl
         warnings.warn(lpips_unavailable_message(why), stacklevel=2)
         return None
     if check_hash:
-        sha = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                sha.update(chunk)
-        digest = sha.hexdigest()
-        if not digest.startswith(ALEXNET_SHA256_PREFIX):
-            raise RtilError(f"{path} is not torchvision's AlexNet file (SHA-256 {digest[:8]}..., expected "
-                            f"{ALEXNET_SHA256_PREFIX}...); delete it and download {ALEXNET_URL} again")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        check_sha256(path, ALEXNET_SHA256_PREFIX, "torchvision's AlexNet file", ALEXNET_URL)
+    state = safe_torch_load(path, "AlexNet weights")
     network = _lpips_alexnet_random_backbone()
     # lpips splits torchvision's `features.<i>` layers into slices `slice<k>.<i>`, keeping the index i.
     names = [name for name in network.net.state_dict()]

@@ -6,7 +6,8 @@ features of the original FID code), and the digits Fréchet distance, which need
 fid50k_full semantics by default: 50,000 generated images against every image of the data set. Why
 torchmetrics: rtil already depends on it (SSIM), its FID accepts any feature network (tests use a small
 stand-in), and with torch-fidelity installed it uses the standard FID Inception weights, fetched on first use
-into the torch hub cache ($TORCH_HOME/hub/checkpoints). `--offline` (or RTIL_OFFLINE=1) never downloads:
+into the torch hub cache ($TORCH_HOME/hub/checkpoints) and checked against their published SHA-256 before
+anything reads them. `--offline` (or RTIL_OFFLINE=1) never downloads:
 without the cached weights FID and KID are reported unavailable, with how to get them, never computed with
 other weights.
 """
@@ -19,6 +20,9 @@ from torch import nn
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+# The full SHA-256 of that file (95,628,359 bytes; its name carries the first 8 digits). torch-fidelity unpickles it
+# with weights_only=False, so it must be exactly this file: anything else could run code when loaded.
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 def inception_weights_path() -> Path:
@@ -26,25 +30,37 @@ def inception_weights_path() -> Path:
 
 
 def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]:
-    """torch-fidelity's FID Inception-v3 (2048 pool features) as used by torchmetrics, or (None, why not)."""
-    from rtil.weights import downloads_off
+    """torch-fidelity's FID Inception-v3 (2048 pool features) as used by torchmetrics, or (None, why not).
 
-    offline = downloads_off(offline)
+    torch-fidelity unpickles the weights file with weights_only=False, so it only ever sees a private copy whose
+    full SHA-256 was checked (a copy: the cached file could be swapped between our check and its load). Another
+    file in the cache raises RtilError and nothing is loaded; a missing file (downloads off) makes FID unavailable.
+    """
+    import shutil
+    import tempfile
+
+    from rtil.weights import check_sha256, fetch
+
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
     except ImportError:
         return None, "torch-fidelity is not installed (pip install torch-fidelity)"
     path = inception_weights_path()
-    if not path.is_file() and offline:
-        return None, (f"the FID Inception weights are not in {path} and downloads are off; on a machine with "
-                      f"internet access download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
-    try:
-        weights = str(path) if path.is_file() else None
-        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                  feature_extractor_weights_path=weights).eval(), None
-    except Exception as e:  # noqa: BLE001 - no network, a broken file: the metric is unavailable, with the reason
-        return None, (f"the FID Inception weights could not be loaded ({type(e).__name__}: {e}); download "
-                      f"{INCEPTION_URL} to {path}")
+    why = fetch(INCEPTION_URL, path, INCEPTION_SHA256[:8], offline)
+    if why is not None:
+        return None, (f"the FID Inception weights are not in {path} ({why}); on a machine with internet access "
+                      f"download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
+    with tempfile.TemporaryDirectory(prefix="rtil-inception-") as private:  # readable by this user only
+        copy = Path(private) / INCEPTION_FILE
+        shutil.copyfile(path, copy)
+        check_sha256(copy, INCEPTION_SHA256, "torch-fidelity's FID Inception weights file", INCEPTION_URL,
+                     shown_as=str(path))
+        try:
+            return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                      feature_extractor_weights_path=str(copy)).eval(), None
+        except Exception as e:  # noqa: BLE001 - the verified file failed to load: unavailable, with the reason
+            return None, (f"the FID Inception weights could not be loaded ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); download {INCEPTION_URL} to {path}")
 
 
 @torch.no_grad()
