@@ -10,21 +10,29 @@ from rtil.latents import DirichletFusion, GaussianLatents
 FAMILIES = {"gaussian": GaussianLatents, "dirichlet": DirichletFusion}
 
 
-def read_yaml(path: str | Path, empty_ok: bool = False) -> dict:
-    """Parse a YAML file into a dict, with clear errors for missing or malformed files (an empty
-    file is {} when `empty_ok`)."""
+def read_yaml_file(path: str | Path, empty_ok: bool = False) -> dict:
+    """Parse a YAML file into a dict. A missing file, invalid YAML (one line with the file, line and column) or a
+    top level that is not a mapping raises RtilError; an empty file is {} when `empty_ok`."""
     path = Path(path)
     if not path.is_file():
         raise RtilError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as e:
+        raise RtilError(f"{path} is not a text file ({e.reason} at byte {e.start}), so not a YAML config") from None
     except yaml.YAMLError as e:
-        raise RtilError(f"{path} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise RtilError(f"{path}{where}: not valid YAML ({problem})") from None
     if data is None and empty_ok:
         return {}
     if not isinstance(data, dict):
         raise RtilError(f"{path} must hold a mapping at the top level")
     return data
+
+
+read_yaml = read_yaml_file  # the earlier name, still used by callers
 
 
 def build_family(config: dict | None):
