@@ -49,7 +49,7 @@ def _cmd_fid(args) -> None:
     if args.num_gen < 2:
         raise RtilError(f"--num-gen must be >= 2, got {args.num_gen}")
     from rtil.config import build_family
-    from rtil.training.member_samples import num_members
+    from rtil.members import num_members
 
     G = load_generator(args.generator, device=args.device)
     family = build_family(G.rtil)
@@ -61,7 +61,7 @@ def _cmd_fid(args) -> None:
     if args.data == "digits":
         from rtil.data.digits import digits_images
         from rtil.evaluation.digits_fd import digits_fd
-        from rtil.training.member_samples import member_images
+        from rtil.members import member_images
 
         samples = member_images(G, family, args.member, min(args.num_gen, 1000), args.seed, noise_mode="random")
         record["digits_fd"] = digits_fd(samples.cpu(), digits_images("test", G.resolution, G.img_channels))

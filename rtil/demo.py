@@ -22,7 +22,8 @@ from torchvision.utils import save_image
 from rtil.atomic_files import write_text_atomically
 from rtil.checkpoints import load_generator, save_generator
 from rtil.config import build_family, build_generator, read_yaml
-from rtil.training.member_samples import member_grid, save_member_grid
+from rtil.evaluation.plots import save_member_grid
+from rtil.members import member_grid
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MODEL_CONFIGS = ("stylegan2_digits.yaml", "pggan_digits.yaml")
@@ -87,7 +88,7 @@ def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 5.0, sweep:
         models[name] = str(train_stylegan2(out_dir, f"stylegan2_digits_{name}", train_kimg, seed, vanilla))
     if not sweep:
         return
-    from rtil.evaluation.sweep import run_sweep
+    from rtil.inverse.sweep import run_sweep
 
     cfg = read_yaml(CONFIG_DIR / "eval" / "digits_demo.yaml")
     cfg.update(out=str(out_dir / "sweep"), models=models, seed=seed)

@@ -35,8 +35,8 @@ import yaml
 from rtil.atomic_files import write_csv_atomically, write_json_atomically
 from rtil.config import read_yaml
 from rtil.errors import RtilError
-from rtil.evaluation.sweep import resolve_config_path
 from rtil.inverse.run import TASK_PARAMETER, check_task_parameter
+from rtil.inverse.sweep import resolve_config_path
 
 STAGES = ("train", "export", "tune", "evaluate", "report")
 SPLITS = ("validation", "test")
@@ -375,7 +375,7 @@ def export_one(cfg: dict, name: str) -> None:
 
     from rtil.checkpoints import export_lightning_checkpoint, load_generator
     from rtil.evaluation.digits_fd import member_fdds
-    from rtil.training.member_samples import save_member_grid
+    from rtil.evaluation.plots import save_member_grid
 
     out = cfg["out"]
     checkpoints = out / "train" / name / "checkpoints"
@@ -468,7 +468,7 @@ def evaluate_cells(cfg: dict) -> list[dict]:
 
 def evaluate_one(cfg: dict, cell: dict, lpips_metric=None) -> None:
     from rtil.checkpoints import load_generator
-    from rtil.evaluation.sweep import solve_cell
+    from rtil.inverse.sweep import solve_cell
 
     G = load_generator(cfg["out"] / "generators" / f"{cell['generator']}.pt", device=study_device(cfg))
     images, names = study_images(cfg, "evaluate", G.resolution, G.img_channels)

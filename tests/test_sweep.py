@@ -14,8 +14,9 @@ import yaml
 from conftest import run_invert, tiny_stylegan2
 from rtil.checkpoints import save_generator
 from rtil.errors import RtilError
-from rtil.evaluation.sweep import cell_list, merge_sweep, read_sweep_config, run_sweep
+from rtil.evaluation.sweep_tables import merge_sweep
 from rtil.inverse.run import make_solver
+from rtil.inverse.sweep import cell_list, read_sweep_config, run_sweep
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def member_fdds(G, num_samples: int = 1000, seed: int = 123) -> list[float]:
     generator G (G0 = the plain generator; one value for a vanilla generator)."""
     from rtil.config import build_family
     from rtil.data.digits import digits_images
-    from rtil.training.member_samples import member_images, num_members
+    from rtil.members import member_images, num_members
 
     family = build_family(G.rtil) if G.rtil else None
     test = digits_images("test", G.resolution, G.img_channels)

@@ -1,5 +1,6 @@
-"""Figures for papers: metric-versus-parameter curves with confidence bands, paired-difference plots and labelled
-image grids. Every figure is written as PNG and, beside it, PDF (vector, for LaTeX)."""
+"""Figures for papers: metric-versus-parameter curves with confidence bands, paired-difference plots, labelled
+image grids and RTIL member sample grids. Every figure is written as PNG and, beside it, PDF (vector, for LaTeX);
+the member grids are PNG only."""
 
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def plot_curves(summary: list[dict], metric: str, task: str, path: str | Path, t
     per method, n (images per point) in the legend.
 
     summary rows need keys model, method, task, ratio (the parameter), f"{metric}_mean", f"{metric}_low",
-    f"{metric}_high", and optionally n (as written by rtil.evaluation.sweep).
+    f"{metric}_high", and optionally n (as written by rtil.evaluation.sweep_tables).
     """
     rows = [r for r in summary if r["task"] == task and r.get(f"{metric}_mean") is not None]
     models = sorted({r["model"] for r in rows})
@@ -112,6 +113,20 @@ def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: 
                 ax.set_xlabel(f"{scores[j][i]:.1f} dB", fontsize=6, labelpad=1)
     fig.tight_layout(pad=0.3)
     return _save(fig, path)
+
+
+def save_member_grid(G, path: str | Path, num_samples: int = 8, seed: int = 0) -> Path:
+    """A PNG of rtil.members.member_grid for G's own RTIL family (G.rtil; one row for a vanilla G), `num_samples`
+    per row (the study's and the demo's sample grids)."""
+    from torchvision.utils import save_image
+
+    from rtil.config import build_family
+    from rtil.members import member_grid
+
+    grid = member_grid(G, build_family(G.rtil), num_samples, seed)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, path, nrow=num_samples, normalize=True, value_range=(-1, 1))
+    return Path(path)
 
 
 def _save(fig, path: str | Path) -> Path:

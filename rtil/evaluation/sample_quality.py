@@ -73,7 +73,7 @@ def fid_kid(G, family, real_batches: Iterable[torch.Tensor], num_generated: int,
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    from rtil.training.member_samples import member_images
+    from rtil.members import member_images
 
     device = next(G.buffers()).device
     fid = FrechetInceptionDistance(feature=extractor, normalize=True).to(device)

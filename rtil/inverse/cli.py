@@ -175,7 +175,8 @@ def run_explore(args) -> None:
 
 
 def run_sweep_command(args) -> None:
-    from rtil.evaluation.sweep import merge_sweep, read_sweep_config, run_sweep
+    from rtil.evaluation.sweep_tables import merge_sweep
+    from rtil.inverse.sweep import read_sweep_config, run_sweep
 
     if args.merge_only:
         merge_sweep(args.out or read_sweep_config(args.config)["out"])

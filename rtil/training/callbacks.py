@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from rtil.atomic_files import atomic_torch_save, replace_durably
 from rtil.errors import RtilError
-from rtil.training.member_samples import member_grid
+from rtil.members import member_grid
 
 
 def log_dir(trainer: pl.Trainer) -> Path:
@@ -105,7 +105,7 @@ class SampleQuality(pl.Callback):
             return {}
         from rtil.data.digits import digits_images
         from rtil.evaluation.digits_fd import digits_fd
-        from rtil.training.member_samples import member_images
+        from rtil.members import member_images
 
         data = trainer.datamodule
         G, values = module.G_ema, {}

@@ -1,11 +1,8 @@
-"""Samples with one batch per RTIL member (G0..GK), the same seed for every member: what training's sample
-grids (callbacks.SampleGrid), the demo's and the study's member grids and the per-member Fréchet digits
-distance (rtil.evaluation.digits_fd.member_fdds) draw."""
-
-from pathlib import Path
+"""Sampling an RTIL family's members (G0..GK) with the same seed for every member: what training's sample grids
+(callbacks.SampleGrid), the demo's and the study's member grids and the per-member Fréchet digits distance
+(rtil.evaluation.digits_fd.member_fdds) draw. Beside rtil/latents.py, which defines the families."""
 
 import torch
-from torchvision.utils import save_image
 
 
 @torch.no_grad()
@@ -35,13 +32,3 @@ def member_grid(G, family, num_samples: int, seed: int, noise_mode: str = "const
     row (a vanilla G, family None, gives one row)."""
     return torch.cat([member_images(G, family, member, num_samples, seed, noise_mode, device)
                       for member in range(num_members(family))])
-
-
-def save_member_grid(G, path: str | Path, num_samples: int = 8, seed: int = 0) -> Path:
-    """A PNG of `member_grid` for G's own RTIL family (G.rtil; one row for a vanilla G), `num_samples` per row."""
-    from rtil.config import build_family
-
-    grid = member_grid(G, build_family(G.rtil), num_samples, seed)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path, nrow=num_samples, normalize=True, value_range=(-1, 1))
-    return Path(path)
