@@ -4,11 +4,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from rtil.cli_checks import ArgumentParser, Ranged, add_overwrite_argument, check_device, check_output_file
 from rtil.data.shards import add_shards_arguments, run_shards
 from rtil.errors import RtilError
 
+COUNT = Ranged(int, 1)
+INDEX = Ranged(int, 0)  # seeds, members
+
 
 def _cmd_convert(args) -> None:
+    check_output_file(args.output, args.overwrite, inputs=[args.input])
     if args.source == "rosinality":
         from rtil.importers.rosinality import convert_rosinality
 
@@ -34,44 +39,51 @@ def _cmd_export(args) -> None:
                         f"{Path(args.output).with_suffix(SAFETENSORS_SUFFIX)}")
     if args.format == "pt" and str(args.output).endswith(SAFETENSORS_SUFFIX):
         raise RtilError(f"--format pt writes a torch.save file: do not name it {SAFETENSORS_SUFFIX}")
+    check_output_file(args.output, args.overwrite, inputs=[args.checkpoint])
     print(f"wrote {export_lightning_checkpoint(args.checkpoint, args.output)}")
 
 
 def _cmd_fid(args) -> None:
+    import itertools
     import json
 
     from tqdm import tqdm
 
     from rtil.atomic_files import json_safe, write_json_atomically
     from rtil.checkpoints import load_generator
-    from rtil.evaluation.sample_quality import fid_kid, load_inception, real_image_batches
-
-    if args.num_gen < 2:
-        raise RtilError(f"--num-gen must be >= 2, got {args.num_gen}")
     from rtil.config import build_family
-    from rtil.members import num_members
+    from rtil.evaluation.sample_quality import fid_kid, load_inception, real_image_batches
+    from rtil.members import member_images, num_members
 
+    # Every input is checked before the Inception weights are looked at, and those before anything is computed.
+    check_device(args.device)
+    if args.out:
+        check_output_file(args.out, args.overwrite, inputs=[args.generator, args.data], what="--out")
     G = load_generator(args.generator, device=args.device)
     family = build_family(G.rtil)
     members = num_members(family)
     if not 0 <= args.member < members:
         raise RtilError(f"--member must be in 0..{members - 1} for this generator")
+    real = real_image_batches(args.data, G.resolution, G.img_channels, args.batch_size, args.num_real)
+    first = next(real, None)
+    if first is None:
+        raise RtilError(f"--data {args.data} holds no readable images")
+    real = itertools.chain([first], real)
+    extractor, why_not = load_inception(args.offline)
+
     record = {"generator": str(args.generator), "data": args.data, "member": args.member,
               "num_generated": args.num_gen}
     if args.data == "digits":
         from rtil.data.digits import digits_images
         from rtil.evaluation.digits_fd import digits_fd
-        from rtil.members import member_images
 
         samples = member_images(G, family, args.member, min(args.num_gen, 1000), args.seed, noise_mode="random")
         record["digits_fd"] = digits_fd(samples.cpu(), digits_images("test", G.resolution, G.img_channels))
         print(f"digits Fréchet distance (vs the test digits, {samples.shape[0]} samples): {record['digits_fd']:.3f}")
-    extractor, why_not = load_inception(args.offline)
     if extractor is None:
         record["fid"] = record["kid"] = f"unavailable: {why_not}"
         print(f"FID, KID: unavailable ({why_not})")
     else:
-        real = real_image_batches(args.data, G.resolution, G.img_channels, args.batch_size, args.num_real)
         with tqdm(total=args.num_gen, desc="generated", unit="img", disable=args.quiet) as bar:
             values = fid_kid(G, family, real, args.num_gen, extractor.to(args.device), args.member,
                              args.batch_size, args.seed, progress=bar.update)
@@ -97,9 +109,13 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_demo(args) -> None:
+    from rtil.cli_checks import check_output_folder
     from rtil.demo import run_demo
 
+    check_output_folder(args.out, args.overwrite)
     run_demo(args.out, seed=args.seed, train_kimg=args.train_kimg)
+    if args.train_kimg == 0:
+        print("--train-kimg 0: only step 1 ran (training and the sweep were skipped)")
 
 
 def _cmd_study(args) -> None:
@@ -122,22 +138,23 @@ def _channel_table(text: str) -> dict[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rtil", description=__doc__)
+    parser = ArgumentParser(prog="python -m rtil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="import a community checkpoint as an rtil generator file")
     p.add_argument("source", choices=["rosinality", "rtil-pggan", "nvlabs"], help="format of the input checkpoint")
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--size", type=int, help="rosinality: output resolution (detected from the weights if omitted; "
+    p.add_argument("--size", type=COUNT, help="rosinality: output resolution (detected from the weights if omitted; "
                                             "given, it is checked against them)")
-    p.add_argument("--channel-multiplier", type=int, default=2, help="rosinality: channel multiplier (default 2)")
+    p.add_argument("--channel-multiplier", type=COUNT, default=2, help="rosinality: channel multiplier (default 2)")
     p.add_argument("--channels", type=_channel_table, default=None,
                    help="rosinality: explicit channel table RES:CH,... (e.g. the RTIL authors' reduced table); "
                         "detected from the weights when omitted")
-    p.add_argument("--mapping-layers", type=int, default=None, help="rosinality: mapping depth (detected if omitted)")
-    p.add_argument("--rtil-cut-points", type=int, nargs="*", default=None,
+    p.add_argument("--mapping-layers", type=COUNT, default=None, help="rosinality: mapping depth (detected if omitted)")
+    p.add_argument("--rtil-cut-points", type=INDEX, nargs="*", default=None,
                    help="rosinality: record the RTIL Gaussian family with these cut points (RTIL authors: 1 2 3 4)")
+    add_overwrite_argument(p, "the output file")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("export", help="write the generator file of a Lightning training checkpoint")
@@ -146,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   ".safetensors (tensors + JSON metadata)")
     p.add_argument("--format", choices=["auto", "pt", "safetensors"], default="auto",
                    help="file format (default: from the output's name)")
+    add_overwrite_argument(p, "the output file")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("shards", help="convert an image folder to webdataset shards")
@@ -156,15 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Fréchet distance on digits")
     p.add_argument("generator", help="exported generator file")
     p.add_argument("--data", default="digits", help="'digits', an image folder, or a shard pattern (.tar)")
-    p.add_argument("--num-gen", type=int, default=50000, help="generated images (default 50000)")
-    p.add_argument("--num-real", type=int, default=None, help="real images (default: the whole data set)")
-    p.add_argument("--member", type=int, default=0, help="RTIL member to sample (default 0: the plain generator)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-gen", type=Ranged(int, 2), default=50000, help="generated images (default 50000)")
+    p.add_argument("--num-real", type=COUNT, default=None, help="real images (default: the whole data set)")
+    p.add_argument("--member", type=INDEX, default=0, help="RTIL member to sample (default 0: the plain generator)")
+    p.add_argument("--batch-size", type=COUNT, default=64)
+    p.add_argument("--seed", type=INDEX, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--offline", action="store_true",
                    help=f"never download the Inception weights (also: {'RTIL_OFFLINE'}=1)")
     p.add_argument("--out", default=None, help="write the results to this JSON file")
+    add_overwrite_argument(p, "the --out file")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_fid)
 
@@ -174,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="build/export/reload both families; train vanilla and RTIL StyleGAN2 on digits; "
                                     "sweep ILO and mGANprior over compressed-sensing ratios")
-    p.add_argument("--out", default="outputs/demo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-kimg", type=float, default=5.0,
+    p.add_argument("--out", default="outputs/demo",
+                   help="output folder (refused if it holds files, unless --overwrite)")
+    add_overwrite_argument(p, "an earlier demo's files in --out")
+    p.add_argument("--seed", type=INDEX, default=0)
+    p.add_argument("--train-kimg", type=Ranged(float, 0), default=5.0,
                    help="thousands of images to train each digits StyleGAN2 for (0 skips training and the sweep)")
     p.set_defaults(func=_cmd_demo)
 
@@ -185,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the same stages on the config's tiny 'quick' budget")
     p.add_argument("--stage", choices=["train", "export", "tune", "evaluate", "report"], default=None,
                    help="run only this stage (default: every stage, each skipping finished work)")
-    p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=COUNT, default=1, help=argparse.SUPPRESS)
     p.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_study)
     return parser

@@ -188,7 +188,7 @@ def test_explore_cli(tmp_path, capsys):
                          (["--set", "bogus=1"], "unknown e-GLASS setting"), (["--initial", "ilo"], "csgm or pulse"),
                          (["--start-attempts", "0"], "--start-attempts")):
         capsys.readouterr()
-        assert run_invert([*common, "--quiet", *bad]) == 2, bad  # k is checked after the start (no progress bar)
+        assert run_invert([*common, "--quiet", "--overwrite", *bad]) == 2, bad  # k: checked after the start
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, (bad, err)
 

@@ -27,6 +27,7 @@ import webdataset as wds
 from tqdm import tqdm
 from webdataset.shardlists import expand_urls
 
+from rtil.cli_checks import ArgumentParser, Ranged, add_overwrite_argument, check_output_file
 from rtil.data.folder import (
     UNREADABLE_IMAGE_ERRORS,
     channels_to_mode,
@@ -189,16 +190,20 @@ def add_shards_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_folder", help="folder of PNG/JPEG/WebP/BMP/TIFF images (searched recursively)")
     parser.add_argument("out_pattern", help="shard paths with one printf field for the shard number, "
                                             "e.g. /data/ffhq256-%%06d.tar")
-    parser.add_argument("--resolution", type=int, default=None,
+    parser.add_argument("--resolution", type=Ranged(int, 1), default=None,
                         help="resize (shorter side) and center-crop to this size (default: keep each size)")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
                         help="convert to 1 or 3 channels (default: gray images stay gray, others become RGB)")
-    parser.add_argument("--max-per-shard", type=int, default=1000, help="images per shard (default 1000)")
-    parser.add_argument("--max-shard-gb", type=float, default=1.0, help="bytes per shard, in GB (default 1)")
+    parser.add_argument("--max-per-shard", type=Ranged(int, 1), default=1000, help="images per shard (default 1000)")
+    parser.add_argument("--max-shard-gb", type=Ranged(float, 0, open_low=True), default=1.0,
+                        help="bytes per shard, in GB (default 1)")
+    add_overwrite_argument(parser, "existing shards of the pattern")
 
 
 def run_shards(args: argparse.Namespace) -> None:
     """Write the shards described by `add_shards_arguments`' arguments and print their brace pattern."""
+    _check_out_pattern(args.out_pattern)
+    check_output_file(args.out_pattern % 0, args.overwrite, inputs=[args.image_folder], what="shard")
     paths = write_shards(args.image_folder, args.out_pattern, resolution=args.resolution, channels=args.channels,
                          max_per_shard=args.max_per_shard, max_shard_bytes=args.max_shard_gb * 1e9)
     print(f"wrote {len(paths)} shards: {brace_pattern(args.out_pattern, len(paths))}")
@@ -206,7 +211,7 @@ def run_shards(args: argparse.Namespace) -> None:
 
 def shards_main(argv: list[str] | None = None) -> int:
     """`python -m rtil shards IMAGE_FOLDER OUT_PATTERN [options]`; returns the exit code (2 on a user error)."""
-    parser = argparse.ArgumentParser(prog="python -m rtil shards",
+    parser = ArgumentParser(prog="python -m rtil shards",
                                      description="convert an image folder to webdataset shards of PNG images")
     add_shards_arguments(parser)
     args = parser.parse_args(argv)

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import torch
 
+from rtil.cli_checks import ArgumentParser, Ranged, add_overwrite_argument, check_device, check_output_folder
 from rtil.errors import RtilError
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "invert"
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit status 2, like every rtil user error)."""
-
-    def error(self, message):
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+RATIO = Ranged(float, 0, 1, open_low=True)
+FACTOR = Ranged(int, 1)
+SIGMA = Ranged(float, 0)
+COUNT = Ranged(int, 1)  # images, batch sizes, threads, attempts, processes
+SEED = Ranged(int, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,50 +48,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True, help="exported generator file (.pt)")
     p.add_argument("--method", required=True, help=f"one of {', '.join(SOLVERS)}")
     p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
-    p.add_argument("--ratio", type=float, help="cs: measurement ratio m/n; inpaint: observed fraction; in (0, 1]")
-    p.add_argument("--factor", type=int, help="sr: down-sampling factor (1, 2, 4, 8 or 16)")
-    p.add_argument("--sigma", type=float, help="denoise: noise standard deviation in [-1, 1] image units")
+    p.add_argument("--ratio", type=RATIO, help="cs: measurement ratio m/n; inpaint: observed fraction; in (0, 1]")
+    p.add_argument("--factor", type=FACTOR, help="sr: down-sampling factor (1, 2, 4, 8 or 16)")
+    p.add_argument("--sigma", type=SIGMA, help="denoise: noise standard deviation in [-1, 1] image units")
     p.add_argument("--images", required=True, help=f"a folder of images, or {DIGITS_TEST!r}")
-    p.add_argument("--num-images", type=int, default=None, help="use the first N images (default: all)")
-    p.add_argument("--batch-size", type=int, default=8, help="images solved at once (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and random starts (default 0)")
+    p.add_argument("--num-images", type=COUNT, default=None, help="use the first N images (default: all)")
+    p.add_argument("--batch-size", type=COUNT, default=8, help="images solved at once (default 8)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of operators, noise and random starts (default 0)")
     p.add_argument("--config", default=None,
                    help="solver settings (YAML); default: the shipped configs/invert/<method>.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change one solver setting of the config, the value in YAML (repeatable), e.g. "
                         "--set 'steps=[100, 50, 50]' --set lr=0.1")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=COUNT, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (refused if it holds files, unless --overwrite)")
+    add_overwrite_argument(p, "the results in --out")
     p.set_defaults(run=run_solve)
 
     p = sub.add_parser("explore", help="e-GLASS: many feasible solutions around one, and an uncertainty map")
     p.add_argument("--generator", required=True, help="exported generator file (.pt)")
     p.add_argument("--task", required=True, help=f"one of {', '.join(EXPLORE_TASKS)}")
-    p.add_argument("--ratio", type=float, help="cs, inpaint, inpaint_box: the observed fraction, in (0, 1]")
-    p.add_argument("--factor", type=int, help="sr: down-sampling factor")
-    p.add_argument("--sigma", type=float, help="denoise: noise standard deviation in [-1, 1] image units")
+    p.add_argument("--ratio", type=RATIO, help="cs, inpaint, inpaint_box: the observed fraction, in (0, 1]")
+    p.add_argument("--factor", type=FACTOR, help="sr: down-sampling factor")
+    p.add_argument("--sigma", type=SIGMA, help="denoise: noise standard deviation in [-1, 1] image units")
     p.add_argument("--images", required=True, help=f"a folder of images, or {DIGITS_TEST!r}")
-    p.add_argument("--num-images", type=int, default=4, help="use the first N images (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of operators, noise and the initial solve (default 0)")
+    p.add_argument("--num-images", type=COUNT, default=4, help="use the first N images (default 4)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of operators, noise and the initial solve (default 0)")
     p.add_argument("--initial", default="csgm", help="solver of the initial solution z0: csgm or pulse")
     p.add_argument("--initial-config", default=None, help="its settings (YAML); default: configs/invert/<it>.yaml")
-    p.add_argument("--start-attempts", type=int, default=3,
+    p.add_argument("--start-attempts", type=COUNT, default=3,
                    help="solve again, with the next seeds, the images whose initial solution is not within tau "
                         "(no step from it can be feasible): at most this many solves (default 3)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change one e-GLASS setting (rtil/inverse/eglass.py), e.g. --set k=12 --set tau=0.005")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or stage lines")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (refused if it holds files, unless --overwrite)")
+    add_overwrite_argument(p, "the results in --out")
     p.set_defaults(run=run_explore)
 
     p = sub.add_parser("sweep", help="models x methods x tasks x parameters from a YAML config (resumable)")
     p.add_argument("--config", required=True, help="sweep config, e.g. configs/eval/digits_demo.yaml")
     p.add_argument("--out", default=None, help="results folder (default: the config's 'out')")
-    p.add_argument("--rank", type=int, default=None, help="this process's share of the cells (default: $RANK or 0)")
-    p.add_argument("--world-size", type=int, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
+    p.add_argument("--rank", type=SEED, default=None, help="this process's share of the cells (default: $RANK or 0)")
+    p.add_argument("--world-size", type=COUNT, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
     p.add_argument("--merge-only", action="store_true", help="only merge the finished cells into tables and plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_sweep_command)
@@ -127,11 +129,8 @@ def run_explore(args) -> None:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(EXPLORE_TASKS)}")
     if args.initial not in ("csgm", "pulse"):
         raise RtilError(f"--initial must be csgm or pulse (a solution at cut 0), got {args.initial!r}")
-    if args.start_attempts < 1:
-        raise RtilError(f"--start-attempts must be >= 1, got {args.start_attempts}")
     check_device(args.device)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
+    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, args.initial_config])
     config = args.initial_config or SHIPPED_CONFIGS / f"{args.initial}.yaml"
     settings = load_settings(config)
     G = load_generator(args.generator, device=args.device)
@@ -178,11 +177,32 @@ def run_sweep_command(args) -> None:
     from rtil.evaluation.sweep_tables import merge_sweep
     from rtil.inverse.sweep import read_sweep_config, run_sweep
 
+    out = Path(args.out or read_sweep_config(args.config)["out"])  # the config is checked before any work
+    if out.exists() and not out.is_dir():
+        raise RtilError(f"the sweep's results folder {out} is an existing file; give a folder (--out or 'out')")
     if args.merge_only:
-        merge_sweep(args.out or read_sweep_config(args.config)["out"])
+        merge_sweep(out)
         return
-    out = run_sweep(args.config, out=args.out, rank=args.rank, world_size=args.world_size, progress=not args.quiet)
+    rank = _process_number("--rank", args.rank, "RANK", 0)
+    world_size = _process_number("--world-size", args.world_size, "WORLD_SIZE", 1)
+    if not 0 <= rank < world_size or world_size < 1:
+        raise RtilError(f"--rank must be in 0..world size - 1 (the world size is the number of processes), got rank "
+                        f"{rank} of {world_size}")
+    out = run_sweep(args.config, out=out, rank=rank, world_size=world_size, progress=not args.quiet)
     print(f"sweep results: {out} (summary.csv, paired.csv, curves/, grids/)")
+
+
+def _process_number(option: str, value: int | None, variable: str, default: int) -> int:
+    """`value` if given, else the environment variable torchrun sets (or `default` without it)."""
+    import os
+
+    if value is not None:
+        return value
+    text = os.environ.get(variable, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise RtilError(f"{variable}={text!r} in the environment is not an integer (give {option})") from None
 
 
 def run_solve(args) -> None:
@@ -193,8 +213,6 @@ def run_solve(args) -> None:
     from rtil.inverse.run import TASKS, load_settings, make_solver, solve_images
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise RtilError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     shipped = SHIPPED_CONFIGS / f"{args.method}.yaml"
     config = args.config or (shipped if shipped.is_file() else None)
@@ -202,11 +220,8 @@ def run_solve(args) -> None:
     make_solver(args.method, settings)  # unknown method or bad settings fail before any work
     if args.task not in TASKS:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
-    if args.batch_size < 1:
-        raise RtilError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device(args.device)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise RtilError(f"--out {args.out} is an existing file; give a folder for the results")
+    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, args.config])
     G = load_generator(args.generator, device=args.device)
     image_shape = (G.img_channels, G.resolution, G.resolution)
     build_operator(args.task, image_shape, 1, ratio=args.ratio, factor=args.factor, sigma=args.sigma)  # validates
@@ -244,18 +259,6 @@ def parse_overrides(items: list[str]) -> dict:
         except yaml.YAMLError as e:
             raise RtilError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
     return out
-
-
-def check_device(name: str) -> None:
-    """A clear error for a device name torch does not know or a GPU this machine does not have."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RtilError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise RtilError(f"--device {name}: no such GPU here (torch sees {torch.cuda.device_count()} CUDA device(s))")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RtilError(f"--device {name}: Apple's MPS is not available here")
 
 
 def main(argv: list[str] | None = None) -> int:

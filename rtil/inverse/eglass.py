@@ -33,10 +33,18 @@ import torch
 from rtil.errors import RtilError
 from rtil.inverse.objectives import apply_per_restart
 from rtil.inverse.optimize import Progress
+from rtil.inverse.randomness import randn
 from rtil.inverse.solver import check_generator
 
 EIGENSOLVERS = ("auto", "dense", "subspace", "lanczos")
 PERCEPTUAL = ("auto", "lpips", "mse")
+
+
+_INT_SETTINGS = ("k", "directions", "top_measurement", "bisection_steps", "etas", "dense_max_dim")
+_FLOAT_SETTINGS = ("threshold", "tau", "max_step")
+# tau is a fraction of ||y||^2 (1: the measurements' own size); etas multiplies the solutions kept in memory; 64
+# bisection steps exhaust a float; a dense Hessian of 8192 latent numbers is 256 MB per image.
+_UPPER_BOUNDS = {"tau": 1.0, "etas": 32, "bisection_steps": 64, "dense_max_dim": 8192}
 
 
 @dataclass
@@ -71,6 +79,15 @@ class EGlass:
     include_infeasible: bool = False
 
     def __post_init__(self):
+        for name, value in asdict(self).items():  # YAML from --set: 1e9 is a string, .inf a float, yes a bool
+            if name in _INT_SETTINGS and (isinstance(value, bool) or not isinstance(value, int)):
+                raise RtilError(f"e-GLASS setting {name} must be an integer, got {value!r}")
+            if name in _FLOAT_SETTINGS and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                            or not math.isfinite(value)):
+                raise RtilError(f"e-GLASS setting {name} must be a finite number, got {value!r}")
+        for name, top in _UPPER_BOUNDS.items():
+            if getattr(self, name) > top:
+                raise RtilError(f"e-GLASS setting {name} must be at most {top}, got {getattr(self, name)}")
         if self.k < 1 or self.directions < 1 or self.top_measurement < 1:
             raise RtilError(f"k, directions and top_measurement must be >= 1, got {self.k}, {self.directions}, "
                             f"{self.top_measurement}")
@@ -330,7 +347,7 @@ def _top_eigenpairs_subspace(hvp, b: int, dim: int, k: int, max_iterations: int 
     dominate; Wang and Ponce 2021)."""
     width = min(k + oversample, dim)
     gen = torch.Generator().manual_seed(seed)
-    q = torch.linalg.qr(torch.randn(b, dim, width, generator=gen))[0]
+    q = torch.linalg.qr(randn((b, dim, width), gen, torch.float32))[0]
     columns = max(1, max_rows // b)
 
     def apply(block):  # (B, dim, w) -> H block: column j of every image in rows j * B + b
