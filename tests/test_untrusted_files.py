@@ -134,6 +134,38 @@ def test_sweep_refuses_a_planted_generator(tmp_path, marker, capsys):
     one_line_error(capsys)
 
 
+def test_sweep_merge_refuses_a_planted_cell_file(tmp_path, marker, capsys):
+    import json
+
+    from conftest import ROOT
+
+    out = tmp_path / "sweep"
+    cell = {"id": "c0", "model": "m", "method": "csgm", "task": "cs", "param": 0.5, "images": ["0"],
+            "measurement_loss": [0.1], "metrics": {"psnr": [20.0], "ssim": [0.5]}, "metric_settings": {},
+            "lpips": "unavailable"}
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "c0.json").write_text(json.dumps(cell))
+    plant(out / "cells" / "c0.pt", marker)
+    config = ROOT / "configs" / "eval" / "digits_demo.yaml"
+    assert run_invert(["sweep", "--config", config, "--out", out, "--merge-only"]) == 2
+    assert "c0.pt" in one_line_error(capsys)
+
+
+def test_training_with_fid_refuses_a_planted_inception_file(tmp_path, marker, capsys):
+    from test_train_cli import CONFIG, TINY
+
+    from rtil.evaluation.sample_quality import inception_weights_path
+    from rtil.training.cli import main
+
+    plant(inception_weights_path(), marker)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", CONFIG, *TINY, "--model.init_args.total_kimg", "0.008", "--quality.every_kimg",
+              "0.004", "--quality.num_samples", "20", "--quality.fid", "true", "--quality.offline", "true",
+              "--trainer.default_root_dir", str(tmp_path / "train")])
+    assert exit_.value.code == 2
+    assert "SHA-256" in one_line_error(capsys)
+
+
 def test_training_resume_refuses_a_planted_checkpoint(tmp_path, marker, capsys):
     from test_train_cli import CONFIG, TINY
 
