@@ -18,6 +18,12 @@ Key correspondence (NVlabs G_ema -> rtil), R = resolution, blocks j = 0 .. log2(
     synthesis.b{r}.torgb.<p>                     -> blocks.{j}.torgb.<p>  (weight, bias, affine.*)
 Both codes store equalized-learning-rate weights the same way (weight / lr_multiplier, scaled at run time), so
 the tensors are copied unchanged. rtil's generator is NVlabs' 'skip' architecture, unconditional, float32.
+
+Discriminator (D, for `train.py fit --init_from`), R = resolution, blocks k = 0 .. log2(R) - 3 at r = R / 2^k:
+    b{R}.fromrgb.weight/bias                     -> fromrgb.weight/bias
+    b{r}.conv0/conv1.weight/bias, b{r}.skip.weight -> blocks.{k}.conv0/conv1.weight/bias, blocks.{k}.skip.weight
+    b4.conv/fc/out.weight/bias                   -> conv/fc/out.weight/bias
+rtil's discriminator is NVlabs' 'resnet' architecture, unconditional, float32, without conv_clamp.
 """
 
 import collections
@@ -32,7 +38,7 @@ import torch
 from rtil.checkpoints import save_generator
 from rtil.errors import RtilError
 from rtil.importers.common import sha256
-from rtil.models.stylegan2 import Generator
+from rtil.models.stylegan2 import Discriminator, Generator
 from rtil.nn import fir_filter
 
 SOURCE_CODE = "NVlabs/stylegan2-ada-pytorch training/networks.py (persistent-object pickle)"
@@ -40,6 +46,8 @@ _LAYER_PARAMS = ("weight", "bias", "noise_strength", "noise_const", "affine.weig
 _RGB_PARAMS = ("weight", "bias", "affine.weight", "affine.bias")
 _SYNTHESIS_KWARGS = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture",
                      "fp16_channels_last", "resample_filter", "kernel_size", "use_noise", "activation"}
+_DISCRIMINATOR_KWARGS = {"c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max",
+                         "num_fp16_res", "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs"}
 _MAPPING_KWARGS = {"num_layers", "embed_features", "layer_features", "activation", "lr_multiplier", "w_avg_beta"}
 
 
@@ -299,3 +307,67 @@ def convert_nvlabs(in_path: str | os.PathLike, out_path: str | os.PathLike) -> P
     G_ema, provenance = load_nvlabs(in_path, data=data)
     G_raw = load_nvlabs(in_path, weights="G", data=data)[0] if isinstance(data.get("G"), dict) else None
     return save_generator(out_path, G_ema, G=G_raw, provenance=provenance)
+
+
+def load_nvlabs_discriminator(path: str | os.PathLike, data: dict | None = None,
+                              mbstd_group_size: int = 4) -> tuple[Discriminator, dict]:
+    """The pickle's discriminator `D` as an rtil StyleGAN2 `Discriminator` and notes on it (its minibatch-stddev
+    group, fp16 blocks). Raises RtilError when `D` is absent or computes something rtil's discriminator cannot
+    (conditioning, an architecture other than 'resnet', conv_clamp, another filter or activation).
+    `mbstd_group_size` is a setting of the training run, not of the weights: the caller's value is used."""
+    path = Path(path)
+    data = read_network_pickle(path) if data is None else data
+    record = data.get("D")
+    if not isinstance(record, dict) or "state" not in record:
+        raise RtilError(f"{path} has no discriminator 'D'")
+    if record.get("class_name") != "Discriminator":
+        raise RtilError(f"{path}: D is a {record.get('class_name')!r}, not an NVlabs StyleGAN2 'Discriminator'")
+    state = record["state"]
+    kwargs = dict(state.get("_init_kwargs") or {})
+    block = dict(kwargs.get("block_kwargs") or {})
+    epilogue = dict(kwargs.get("epilogue_kwargs") or {})
+    unknown = sorted(set(kwargs) - _DISCRIMINATOR_KWARGS)
+    if unknown:
+        raise RtilError(f"D options {', '.join(unknown)} are not known to rtil's converter")
+    if kwargs.get("c_dim", state.get("c_dim", 0)):
+        raise RtilError(f"D is conditional (c_dim {kwargs.get('c_dim')}); rtil's discriminator is unconditional")
+    for name, value, ours in (("architecture", kwargs.get("architecture", "resnet"), "resnet"),
+                              ("conv_clamp", kwargs.get("conv_clamp"), None),
+                              ("activation", block.get("activation", "lrelu"), "lrelu"),
+                              ("epilogue activation", epilogue.get("activation", "lrelu"), "lrelu"),
+                              ("resample_filter", list(block.get("resample_filter", [1, 3, 3, 1])), [1, 3, 3, 1])):
+        if value != ours:
+            raise RtilError(f"D has {name} {value!r}, which rtil's discriminator does not compute (rtil: {ours!r})")
+    tensors = _flatten(record)
+    for key, value in tensors.items():
+        if key.endswith("resample_filter") and not torch.allclose(value.float(), fir_filter()):
+            raise RtilError(f"D.{key} is not the [1, 3, 3, 1] filter that rtil implements")
+    resolution = kwargs.get("img_resolution", state.get("img_resolution"))
+    try:
+        D = Discriminator(resolution=resolution, img_channels=kwargs.get("img_channels", state.get("img_channels")),
+                          channel_base=kwargs.get("channel_base", 32768), channel_max=kwargs.get("channel_max", 512),
+                          mbstd_group_size=mbstd_group_size,
+                          mbstd_num_features=epilogue.get("mbstd_num_channels", 1))
+    except (TypeError, RtilError) as e:
+        raise RtilError(f"D's settings do not make an rtil discriminator ({e})") from None
+    src = {"fromrgb.weight": f"b{resolution}.fromrgb.weight", "fromrgb.bias": f"b{resolution}.fromrgb.bias"}
+    for k in range(len(D.blocks)):
+        theirs = f"b{resolution >> k}"
+        src.update({f"blocks.{k}.{layer}.{p}": f"{theirs}.{layer}.{p}" for layer in ("conv0", "conv1")
+                    for p in ("weight", "bias")})
+        src[f"blocks.{k}.skip.weight"] = f"{theirs}.skip.weight"
+    src.update({f"{layer}.{p}": f"b4.{layer}.{p}" for layer in ("conv", "fc", "out") for p in ("weight", "bias")})
+    target = D.state_dict()
+    out = {}
+    for ours, theirs in src.items():
+        tensor = tensors.get(theirs)
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(target[ours].shape):
+            found = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
+            raise RtilError(f"D.{theirs} is {found}, which does not fit {ours} {tuple(target[ours].shape)}")
+        out[ours] = tensor.detach().float().clone()
+    unused = sorted(k for k in tensors if k not in set(src.values()) and not k.endswith("resample_filter"))
+    if unused:
+        raise RtilError(f"D has tensors rtil's discriminator has no place for: {', '.join(unused[:4])}")
+    D.load_state_dict(out)
+    notes = {"mbstd_group_size": epilogue.get("mbstd_group_size", 4), "num_fp16_res": kwargs.get("num_fp16_res", 0)}
+    return D.eval().requires_grad_(False), notes

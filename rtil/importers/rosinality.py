@@ -64,12 +64,13 @@ def rtil_authors_channels(size: int, channel_multiplier: int) -> dict[int, int]:
 
 
 def load_rosinality(path: str | os.PathLike, size: int | None = None, channel_multiplier: int = 2,
-                    channels: dict[int, int] | None = None, mapping_layers: int | None = None,
+                    channels: dict[int, int] | str | None = None, mapping_layers: int | None = None,
                     mapping_lr_mul: float = 0.01, weights: str = "g_ema") -> tuple[Generator, dict]:
     """Read a rosinality-format file into an rtil StyleGAN2 `Generator` (eval mode) and provenance.
 
     The architecture is read from the weights; `size`, `channel_multiplier` and `channels` are
-    checked against them, so a wrong value is a clear error instead of a silently different net.
+    checked against them, so a wrong value is a clear error instead of a silently different net
+    (`channels="weights"` accepts any channel table the weights have).
     """
     path = Path(path)
     obj = load_source(path, "rosinality checkpoint")
@@ -103,6 +104,9 @@ def load_rosinality_discriminator(path: str | os.PathLike, mbstd_group_size: int
     state, _ = strip_prefix(obj["d"])
     if "convs.0.0.weight" not in state or "final_conv.0.weight" not in state:
         raise RtilError(f"{path}: 'd' is not a rosinality discriminator state_dict (no convs.0.0.weight)")
+    for key, value in state.items():  # the Blur layers of the down-sampling convolutions
+        if key.endswith(".kernel") and not torch.allclose(value.float(), fir_filter()):
+            raise RtilError(f"{path}: d.{key} is not the [1, 3, 3, 1] filter that rtil implements")
     num_blocks = sum(1 for k in state if re.fullmatch(r"convs\.\d+\.conv1\.0\.weight", k))
     size = 4 * 2 ** num_blocks
     table = {size: state["convs.0.0.weight"].shape[0], 4: state["final_conv.0.weight"].shape[0]}
@@ -179,7 +183,9 @@ def _detect_generator_arch(state: dict, path: Path, size, channel_multiplier, ch
     if mapping_layers is not None and mapping_layers != n_mlp:
         raise RtilError(f"--mapping-layers {mapping_layers} does not match the checkpoint's {n_mlp} mapping layers")
 
-    if channels is not None:
+    if channels == "weights":  # whatever table the weights have (train.py --init_from checks it against its config)
+        table_name = "read from the weights"
+    elif channels is not None:
         channels = {int(r): int(c) for r, c in channels.items()}
         if channels != table:
             raise RtilError(f"--channels {channels} does not match the checkpoint's channel table {table}")

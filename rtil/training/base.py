@@ -106,9 +106,19 @@ class GanModule(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
 
     # ---- export ---------------------------------------------------------------------------------
+    def set_init_source(self, record: dict | None) -> None:
+        """Record the file this run's weights started from (train.py --init_from): the hyper-parameter `init_from`
+        (logged, saved in checkpoints) and the `init_from` entry of exported files' provenance."""
+        if record is None:
+            return
+        self.hparams["init_from"] = _plain(record)
+        self._hparams_initial = copy.deepcopy(self.hparams)
+
     def provenance(self) -> dict:
         info = {"source": "rtil training", "kimg": round(self.kimg, 3), "iteration": int(self.iteration),
                 "training_module": type(self).__name__, "hyper_parameters": _plain(dict(self.hparams))}
+        if "init_from" in self.hparams:
+            info["init_from"] = _plain(self.hparams["init_from"])
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "describe"):
             info["data"] = _plain(dm.describe())
@@ -124,6 +134,10 @@ class GanModule(pl.LightningModule):
         for restored, fresh in zip(self.trainer.optimizers, self.configure_optimizers(), strict=True):
             for group, new in zip(restored.param_groups, fresh.param_groups, strict=True):
                 group["lr"], group["betas"] = new["lr"], new["betas"]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A resumed run of an --init_from run keeps naming the file it started from.
+        self.set_init_source((checkpoint.get("hyper_parameters") or {}).get("init_from"))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # What `python -m rtil export` needs besides the weights: plain, weights-only-loadable values.

@@ -42,6 +42,13 @@ class RtilCLI(LightningCLI):
         parser.add_argument("--run_name", default=None,
                             help="name of the run's folder (default: the config file's name, plus _vanilla when the "
                                  "RTIL family is switched off), where --ckpt_path last looks")
+        parser.add_argument("--init_from", default=None,
+                            help="start a new run from the weights of a pretrained generator: an rtil .ckpt "
+                                 "(G, G_ema, D), an rtil generator file (.pt, .safetensors), a rosinality StyleGAN2 "
+                                 ".pt, an NVlabs StyleGAN2-ADA .pkl (read without running it) or the RTIL authors' "
+                                 "PGGAN .pt; the config must describe the same networks. Optimisers, the kimg clock "
+                                 "and schedules start fresh; the RTIL family may differ from the file's. Not with "
+                                 "--ckpt_path, which resumes a run exactly")
 
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -62,11 +69,29 @@ class RtilCLI(LightningCLI):
                                               "offline": cfg.wandb == "offline"}})
             cfg.trainer.logger = loggers
 
+    def instantiate_classes(self):
+        super().instantiate_classes()
+        init_from = self.config[self.subcommand].get("init_from") if self.subcommand else None
+        if init_from is not None:  # before anything trains; a file that does not fit the config is a clear error
+            from rtil.training.init_from import apply_init_source, read_init_source
+
+            h = self.model.hparams
+            source = read_init_source(init_from, mbstd_group_size=h.get("mbstd_group_size", 4),
+                                      mapping_lr_mul=h.get("mapping_lr_mul", 0.01))
+            lines = apply_init_source(self.model, source)
+            if self.trainer.is_global_zero:
+                print("\n".join(lines))
+
     def _parse_ckpt_path(self):
         # Lightning reads the checkpoint's hyper-parameters here, before anything else: check the file first.
         subcommand = self.config.get("subcommand")
         if subcommand:
             cfg = self.config[subcommand]
+            if cfg.get("init_from") is not None and cfg.get("ckpt_path") is not None:
+                raise RtilError("--init_from and --ckpt_path cannot be combined: --ckpt_path resumes one of our runs "
+                                "exactly, --init_from starts a new run from a file's weights; give one of them")
+            if cfg.get("init_from") is not None and subcommand != "fit":
+                raise RtilError(f"--init_from is an option of `train.py fit`, not of `{subcommand}`")
             root = cfg.trainer.default_root_dir or "outputs/train"
             folder = cfg.checkpoint.dirpath or Path(root) / (cfg.run_name or default_run_name(cfg)) / "checkpoints"
             path = check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
