@@ -119,7 +119,9 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_study(args) -> None:
-    from rtil.study import STAGES, load_run_config, run_items, run_study, stage_items
+    from rtil.study.config import load_run_config
+    from rtil.study.runner import STAGES, run_items, run_study
+    from rtil.study.stages import stage_items
 
     if args.run_config:  # one worker process of a stage (started by the study itself)
         cfg = load_run_config(args.run_config)

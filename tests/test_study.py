@@ -1,4 +1,4 @@
-"""The vanilla-vs-RTIL study (rtil/study.py): the quick study end to end, resuming, and config errors."""
+"""The vanilla-vs-RTIL study (rtil/study/): the quick study end to end, resuming, and config errors."""
 
 import csv
 import re
@@ -9,7 +9,7 @@ import yaml
 
 from rtil.cli import main as rtil_main
 from rtil.evaluation.stats import paired_difference
-from rtil.study import run_study
+from rtil.study.runner import run_study
 
 STUDY = Path(__file__).resolve().parent.parent / "configs" / "study" / "digits.yaml"
 
@@ -141,7 +141,7 @@ def test_paper_scale_config_reads_and_folder_overlap_is_refused(tmp_path):
     from PIL import Image
 
     from rtil.errors import RtilError
-    from rtil.study import read_study_config
+    from rtil.study.config_reading import read_study_config
 
     folders = {}
     for split in ("validation", "test"):
@@ -160,7 +160,7 @@ def test_paper_scale_config_reads_and_folder_overlap_is_refused(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(cfg))
     study = read_study_config(good)
-    assert study["evaluate"]["images"]["count"] == 100 and study["methods"]["mganprior"]["num_codes"] == 20
+    assert study.evaluate.images.count == 100 and study.methods["mganprior"].settings["num_codes"] == 20
     cfg["tune"]["images"] = {"folder": str(folders["test"]), "first": 90, "count": 32}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
@@ -175,7 +175,7 @@ def test_paper_scale_config_reads_and_folder_overlap_is_refused(tmp_path):
 def test_generator_fingerprint_follows_the_settings_not_the_wording(tmp_path):
     """Comments, key order and the flat rtil_* keys of earlier configs do not change a generator's fingerprint
     (so rewording a config does not invalidate trained generators); a changed setting does."""
-    from rtil.study import read_study_config
+    from rtil.study.config_reading import read_study_config
 
     base = STUDY.parent / "stylegan2_digits16.yaml"
     nested = yaml.safe_load(base.read_text())
@@ -196,7 +196,7 @@ def test_generator_fingerprint_follows_the_settings_not_the_wording(tmp_path):
             "r": {"config": str(train_path), "seed": 0}},
             comparisons={"c": {"baseline": ["v"], "treatment": ["r"], "methods": ["csgm"]}})
         cfg = read_study_config(path)
-        fingerprints[name] = {g: cfg["generators"][g]["fingerprint"] for g in ("v", "r")}
+        fingerprints[name] = {g: cfg.generators[g].fingerprint for g in ("v", "r")}
     assert fingerprints["nested"] == fingerprints["flat"]
     assert fingerprints["nested"]["v"] != fingerprints["nested"]["r"]
     assert fingerprints["other_lr"]["v"] != fingerprints["nested"]["v"]

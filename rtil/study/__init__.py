@@ -1,0 +1,22 @@
+"""The vanilla-vs-RTIL study: `python -m rtil study --config configs/study/digits.yaml [--quick] [--stage S]`.
+
+Five stages; each writes its outputs under the config's `out` folder and skips work already done, so an
+interrupted study resumes where it stopped and a finished one reruns nothing: train (every generator a comparison
+names), export (generator files, member sample grids, FDD against kimg), tune (each method's candidate settings on
+the validation images, per generator: "tuned"; the config's own settings are "common"), evaluate (every
+comparison's generators x methods x settings x task cells on the test images, paired: the same images, operators,
+noise and starts for every generator) and report (tables with CIs, paired differences, verdicts, figures, and the
+per-image CSV they are computed from). A comparison pairs `baseline[i]` with `treatment[i]` (e.g. vanilla and RTIL
+trained with the same seed); the report gives each pair and the pooled difference.
+
+The modules follow the data, and each imports only the ones before it:
+
+    config, config_checks, config_reading   the typed StudyConfig, read and checked once from the YAML file
+    cells                                   the work-item files (tuning runs, evaluation cells), the per-image CSV
+    stages                                  train, export, tune, evaluate: the items to do, doing one item
+    report_stats, report_sections, report_generators, report   the report, from the cells
+    runner                                  the stages in order (worker processes), then the report: the CLI's entry
+"""
+
+MODULE_ORDER = ("config", "config_checks", "config_reading", "cells", "stages", "report_stats", "report_sections",
+                "report_generators", "report", "runner")

@@ -1,0 +1,134 @@
+"""The study's work-item files, the only module that names or reads them: tuning runs (out/tune/<id>.json) and
+evaluation cells (out/cells/<id>.json with the per-image results, .pt with the images; written by
+rtil.inverse.sweep.solve_cell in the sweeps' cell format), and the per-image CSV the report is computed from.
+A file's name ends with a hash of everything that determines its result, so finished work is found again."""
+
+import json
+from pathlib import Path
+
+from rtil.atomic_files import write_csv_atomically, write_json_atomically
+from rtil.errors import RtilError
+from rtil.study.config import StudyConfig, short_hash
+
+METRICS = ("psnr", "ssim", "lpips")
+
+
+def effective_settings(cfg: StudyConfig, method: str, settings: dict, task: str) -> dict:
+    """The settings the method's solver really uses for `task` (its per-task entries applied, every field
+    present): what keys a tuning run or a cell, so that an entry for another task does not invalidate it."""
+    from rtil.inverse.run import make_solver
+
+    out = make_solver(cfg.methods[method].solver, settings, task).settings()
+    out.pop("method")
+    return out
+
+
+def tune_items(cfg: StudyConfig) -> list[dict]:
+    """Every tuning run: {generator, method, change (to the common settings), settings, path (its JSON file)}."""
+    items = []
+    for g, methods in cfg.generator_methods().items():
+        for m in methods:
+            for change in cfg.tune.grids.get(m, []):
+                settings = {**cfg.methods[m].settings, **change}
+                task = cfg.tune.task
+                key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task), task,
+                                  cfg.tune.param, cfg.tune.images.as_dict(), cfg.evaluate.seed])
+                items.append({"generator": g, "method": m, "change": change, "settings": settings,
+                              "path": str(cfg.out / "tune" / f"{g}__{m}__{key}.json")})
+    return items
+
+
+def tune_done(item: dict) -> bool:
+    return Path(item["path"]).is_file()
+
+
+def write_tune_result(item: dict, psnr: list[float], ssim: list[float], seconds: float) -> None:
+    """The tuning run's file: the item with its per-image validation PSNR and SSIM and the seconds it took."""
+    write_json_atomically(Path(item["path"]), {**item, "psnr": psnr, "ssim": ssim, "seconds": seconds})
+
+
+def tune_result(item: dict) -> dict:
+    """A finished tuning run's file (psnr, ssim: per validation image; seconds)."""
+    path = Path(item["path"])
+    if not path.is_file():
+        raise RtilError(f"tuning result missing: {path} (run the tune stage)")
+    return json.loads(path.read_text())
+
+
+def tuned_settings(cfg: StudyConfig, generator: str, method: str) -> tuple[dict, dict | None]:
+    """The best tuning candidate (highest mean validation PSNR) of `method` on `generator` and its change to the
+    common settings; (common settings, None) when the method has no grid."""
+    items = [i for i in tune_items(cfg) if i["generator"] == generator and i["method"] == method]
+    if not items:
+        return cfg.methods[method].settings, None
+    scored = []
+    for item in items:
+        psnr = tune_result(item)["psnr"]
+        scored.append((sum(psnr) / len(psnr), item))
+    best = max(scored, key=lambda s: s[0])[1]
+    return best["settings"], best["change"]
+
+
+def evaluate_cells(cfg: StudyConfig) -> list[dict]:
+    """Every evaluation cell: generator x method x settings kind x task x parameter. Cells whose settings coincide
+    (tuned = common) share one file; a cell's file name holds a hash of everything that determines it."""
+    cells = []
+    ev = cfg.evaluate
+    for cname, c in cfg.comparisons.items():
+        for g in c.generators:
+            for m in c.methods:
+                for kind in c.settings:
+                    settings = tuned_settings(cfg, g, m)[0] if kind == "tuned" else cfg.methods[m].settings
+                    for task in c.tasks:
+                        if kind == "common" and m in cfg.tune.grids and task not in ev.common_tasks:
+                            continue
+                        for param in ev.tasks[task]:
+                            key = short_hash([cfg.generators[g].fingerprint, m,
+                                              effective_settings(cfg, m, settings, task), task, param,
+                                              ev.images.as_dict(), ev.seed])
+                            cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
+                                          "task": task, "param": param, "settings": settings,
+                                          "id": f"{g}__{m}__{task}__{param}__{key}"})
+    return cells
+
+
+def cell_file(cfg: StudyConfig, cell: dict) -> Path:
+    """out/cells/<id>.json, where rtil.inverse.sweep.solve_cell(..., out=cfg.out) writes the cell."""
+    return cfg.out / "cells" / f"{cell['id']}.json"
+
+
+def cell_done(cfg: StudyConfig, cell: dict) -> bool:
+    return cell_file(cfg, cell).is_file()
+
+
+def read_cells(cfg: StudyConfig) -> list[dict]:
+    """The evaluation cells with their results under 'result' (every cell must be finished)."""
+    out = []
+    for cell in evaluate_cells(cfg):
+        path = cell_file(cfg, cell)
+        if not path.is_file():
+            raise RtilError(f"evaluation cell missing: {path} (run the evaluate stage)")
+        out.append({**cell, "result": json.loads(path.read_text())})
+    return out
+
+
+def cell_images(cfg: StudyConfig, cell: dict) -> dict:
+    """A cell's tensors: truths, measurement_views and reconstructions, (N, C, H, W) each."""
+    from rtil.checkpoints import safe_torch_load
+
+    return safe_torch_load(cell_file(cfg, cell).with_suffix(".pt"), "study cell")
+
+
+def write_per_image_csv(cells: list[dict], path: Path) -> list[dict]:
+    """One row per (cell, image): what every table of the report is computed from."""
+    rows = []
+    for c in cells:
+        comparison = c["comparison"]
+        r = c["result"]
+        for i, image in enumerate(r["images"]):
+            rows.append({"comparison": comparison, "generator": c["generator"], "method": c["method"],
+                         "settings": c["kind"], "task": c["task"], "param": c["param"], "image": image,
+                         "measurement_loss": r["measurement_loss"][i],
+                         **{m: r["metrics"][m][i] for m in METRICS if m in r["metrics"]}})
+    write_csv_atomically(path, rows)
+    return rows

@@ -1,0 +1,148 @@
+"""The study configuration as types: StudyConfig and its parts, which rtil.study.config_reading builds from the
+YAML file (checked once, before any work starts) and the stages, cells and report receive; the run config file
+(out/run_config.json) that carries it to worker processes."""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SETTINGS_KINDS = ("tuned", "common")
+
+
+@dataclass(frozen=True)
+class Images:
+    """A range of images: the built-in digits' `split` ('validation' or 'test') or the sorted images of `folder`."""
+
+    first: int
+    count: int
+    split: str | None = None
+    folder: str | None = None
+
+    def as_dict(self) -> dict:
+        """{split, first, count} or {folder, first, count}: what the keys of tuning runs and cells hold."""
+        if self.folder is not None:
+            return {"folder": self.folder, "first": self.first, "count": self.count}
+        return {"split": self.split, "first": self.first, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A generator to train: a training config file, its seed and changes to it (train.py arguments)."""
+
+    config: str
+    seed: int
+    set: dict
+    fingerprint: str  # a hash of everything that determines the trained generator (see training_settings)
+    members_per_step: int  # its training cost relative to a vanilla generator
+
+
+@dataclass(frozen=True)
+class Method:
+    """A solver under one protocol: the solver's name, its common settings and a line for the report."""
+
+    solver: str
+    settings: dict
+    description: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """baseline[i] paired with treatment[i], run with `methods` on `tasks` with the `settings` kinds."""
+
+    title: str
+    labels: list
+    baseline: list
+    treatment: list
+    methods: list
+    tasks: list
+    settings: list
+
+    @property
+    def generators(self) -> list[str]:
+        return self.baseline + self.treatment
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The tune stage: each method's candidate changes (`grids`), scored on `images` with one task."""
+
+    task: str
+    param: object
+    grids: dict
+    images: Images
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The evaluate stage: the test images, tasks -> parameters, and the seed every generator shares."""
+
+    tasks: dict
+    images: Images
+    batch_size: int
+    seed: int
+    settings: list
+    common_tasks: list
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    path: str  # the config file, as given
+    quick: bool
+    out: Path  # every stage's outputs
+    report: Path  # the markdown report (figures/ and the per-image CSV beside it)
+    jobs: int
+    holdout: int
+    train_kimg: float | None
+    fdd_samples: int
+    claims: str
+    device: str
+    generators: dict  # name -> Generator
+    methods: dict  # name -> Method
+    comparisons: dict  # name -> Comparison
+    tune: Tuning
+    evaluate: Evaluation
+
+    def used_generators(self) -> list[str]:
+        """The generators some comparison needs, in the config's order."""
+        used = {g for c in self.comparisons.values() for g in c.generators}
+        return [g for g in self.generators if g in used]
+
+    def generator_methods(self) -> dict[str, list[str]]:
+        """generator -> the methods some comparison runs on it."""
+        out = {g: [] for g in self.used_generators()}
+        for c in self.comparisons.values():
+            for g in c.generators:
+                out[g] += [m for m in c.methods if m not in out[g]]
+        return out
+
+    def generator_file(self, name: str) -> Path:
+        return self.out / "generators" / f"{name}.pt"
+
+
+def short_hash(obj) -> str:
+    """The first 10 hex digits of the sha256 of obj as sorted JSON: what names tuning runs and cells."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def save_run_config(cfg: StudyConfig) -> Path:
+    """out/run_config.json: the resolved config of this run, which its worker processes read (so that editing a
+    config or settings file while a study runs cannot give its workers other settings than it started with)."""
+    from rtil.atomic_files import write_json_atomically
+
+    path = cfg.out / "run_config.json"
+    write_json_atomically(path, {**asdict(cfg), "out": str(cfg.out), "report": str(cfg.report)})
+    return path
+
+
+def load_run_config(path: str | Path) -> StudyConfig:
+    """The StudyConfig that save_run_config wrote."""
+    d = json.loads(Path(path).read_text())
+    tune, evaluate = d["tune"], d["evaluate"]
+    return StudyConfig(**{**d, "out": Path(d["out"]), "report": Path(d["report"]),
+                          "generators": {k: Generator(**v) for k, v in d["generators"].items()},
+                          "methods": {k: Method(**v) for k, v in d["methods"].items()},
+                          "comparisons": {k: Comparison(**v) for k, v in d["comparisons"].items()},
+                          "tune": Tuning(**{**tune, "images": Images(**tune["images"])}),
+                          "evaluate": Evaluation(**{**evaluate, "images": Images(**evaluate["images"])})})

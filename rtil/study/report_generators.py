@@ -1,0 +1,136 @@
+"""Parts of the report about the generators and the study's cost: training time and sample quality (FDD against
+kimg, sample grids), whether each comparison's G0s sample equally well, and the wall time per stage."""
+
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from rtil.atomic_files import write_json_atomically
+from rtil.study.cells import read_cells, tune_items, tune_result
+from rtil.study.config import StudyConfig
+from rtil.study.stages import WORK_STAGES, export_record, samples_file, stage_log, train_record
+
+FDD_SEEDS = (123, 124, 125)
+
+
+def g0_fdd(cfg: StudyConfig, name: str) -> list[float]:
+    """FDD of the final G0 for three independent sample draws (cached in fdd/<name>_g0_draws.json): how much the
+    FDD moves with the samples alone."""
+    from rtil.checkpoints import load_generator
+    from rtil.evaluation.digits_fd import member_fdds
+
+    path = cfg.out / "fdd" / f"{name}_g0_draws.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    G = load_generator(cfg.generator_file(name))
+    G.rtil = None  # G0 only
+    values = [member_fdds(G, cfg.fdd_samples, seed)[0] for seed in FDD_SEEDS]
+    write_json_atomically(path, values)
+    return values
+
+
+def g0_quality(cfg: StudyConfig) -> list[str]:
+    """A plain statement per comparison: are the baseline's and treatment's G0 equally good samplers?"""
+    if cfg.fdd_samples <= 0:
+        return []
+    lines = []
+    for comparison in cfg.comparisons.values():
+        label_b, label_t = comparison.labels
+        draws = {g: g0_fdd(cfg, g) for g in comparison.generators}
+        base = [statistics.mean(draws[g]) for g in comparison.baseline]
+        treat = [statistics.mean(draws[g]) for g in comparison.treatment]
+        noise = 2 * max(statistics.stdev(v) for v in draws.values())
+        if max(treat) < min(base) - noise:
+            word = f"better (lower FDD) than the {label_b} G0"
+        elif min(treat) > max(base) + noise:
+            word = (f"worse (higher FDD) than the {label_b} G0, so the inversion results also compare generators of "
+                    f"different sample quality")
+        else:
+            word = f"within noise of the {label_b} G0"
+        lines.append(f"- {comparison.title}: G0 sample quality (FDD, mean of {len(FDD_SEEDS)} draws of "
+                     f"{cfg.fdd_samples} samples) {label_b} " + ", ".join(f"{v:.2f}" for v in base)
+                     + f"; {label_t} " + ", ".join(f"{v:.2f}" for v in treat)
+                     + f" (two standard deviations over draws: {noise:.2f}): the {label_t} G0 is {word}.")
+    return lines
+
+
+def stage_times(cfg: StudyConfig) -> list[str]:
+    """The wall-time table: every run of each stage, and what a fresh run of this config would take."""
+    entries = stage_log(cfg)
+    if not entries:
+        return []
+    work = _item_seconds(cfg, entries)
+    lines = ["## Wall time per stage", "",
+             f"On the machine that ran the study, with {cfg.jobs} worker process(es). 'Wall time' sums every run "
+             "of the stage (a resumed or extended study runs a stage more than once, and items of earlier configs "
+             "count too); 'items of this config' sums the time each of the current config's items took, divided "
+             "by the number of workers (export: its last run over every generator): what a fresh run of this "
+             "config would take.", "",
+             "| stage | items run | wall time | items of this config | their time / workers |", "|---|---|---|---|---|"]
+    for stage in WORK_STAGES:
+        mine = [e for e in entries if e["stage"] == stage]
+        if mine:
+            count, seconds = work[stage]
+            fresh = f"{seconds / (1 if stage == 'export' else cfg.jobs) / 60:.1f} min"
+            lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | {sum(e['seconds'] for e in mine) / 60:.1f} min"
+                         f" | {count} | {fresh} |")
+    total = sum(seconds / (1 if stage == "export" else cfg.jobs) for stage, (_, seconds) in work.items())
+    return lines + [f"| all (without the report) | | | | **{total / 60:.1f} min** |", ""]
+
+
+def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int, float]]:
+    """{stage: (items, seconds)} of the current config: the summed time of its train, tune and evaluate items as
+    each item recorded it (training segments, tuning runs, cells), and the last export run over every generator
+    in `entries` (stage_seconds.json)."""
+    train = [train_record(cfg, g)["seconds"] for g in cfg.used_generators()]
+    tune = [tune_result(i)["seconds"] for i in tune_items(cfg)]
+    generators = len(cfg.used_generators())
+    exports = [e["seconds"] for e in entries if e["stage"] == "export" and e["items"] == generators]
+    cells = {c["id"]: c for c in read_cells(cfg)}  # cells whose settings coincide share one file
+    evaluate = [c["result"]["seconds"] for c in cells.values()]
+    return {"train": (len(train), sum(train)), "export": (generators, exports[-1] if exports else float("nan")),
+            "tune": (len(tune), sum(tune)), "evaluate": (len(cells), sum(evaluate))}
+
+
+def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str]:
+    """The generators section: a table of training cost and final FDD, FDD against kimg, the sample grids."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["## Generators", "", "Training cost and sample quality (FDD: Fréchet digits distance of 1,000 samples "
+             "per member against the test digits; lower is better; train vs test digits score about 1.1).", "",
+             "| generator | seed | kimg | wall time | s / kimg | FDD per member (G0, G1, ...) at the end |",
+             "|---|---|---|---|---|---|"]
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=150)
+    for name in cfg.used_generators():
+        done = train_record(cfg, name)
+        fdd = export_record(cfg, name)
+        lines.append(f"| {name} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
+                     f"min | {done['seconds'] / max(done['kimg'], 1e-9):.0f} | "
+                     + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
+        curve = fdd["curve"]
+        if curve:
+            for member in range(len(curve[0]["fdd"])):
+                ax.plot([c["kimg"] for c in curve], [c["fdd"][member] for c in curve], marker=".",
+                        linestyle="-" if member == 0 else "--", label=f"{name} G{member}")
+        copy = figures / f"{stem}_samples_{name}.png"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(samples_file(cfg, name), copy)
+    ax.set_xlabel("kimg")
+    ax.set_ylabel("FDD")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=5, ncol=2)
+    fig.tight_layout()
+    figures.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figures / f"{stem}_fdd.png")
+    plt.close(fig)
+    lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU).", "",
+              f"![FDD against kimg]({(figures / f'{stem}_fdd.png').relative_to(base)})", "",
+              "Samples (one row per member, the same latents in every row):", ""]
+    for name in cfg.used_generators():
+        lines += [f"- {name}: ![{name}]({(figures / f'{stem}_samples_{name}.png').relative_to(base)})"]
+    return lines + [""]

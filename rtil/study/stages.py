@@ -1,0 +1,236 @@
+"""The study's work stages, each a list of items to do and a function that does one item:
+
+- train     every generator a comparison names, with train.py (resumed from its last checkpoint);
+- export    its generator file, a sample grid per RTIL member and the Fréchet digits distance (FDD) of every
+            member at every checkpoint;
+- tune      each method's candidate settings on the validation images, per generator;
+- evaluate  every comparison's generators x methods x settings x task cells on the test images (paired: the same
+            images, operators, noise and starts for every generator).
+
+Items finished earlier are not listed again: an interrupted stage resumes, a finished one does nothing."""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import yaml
+
+from rtil.errors import RtilError
+from rtil.study.cells import cell_done, evaluate_cells, tune_done, tune_items, write_tune_result
+from rtil.study.config import StudyConfig
+
+WORK_STAGES = ("train", "export", "tune", "evaluate")
+
+
+def study_device(cfg: StudyConfig) -> str:
+    """cfg.device: 'auto' (a GPU when there is one) or a torch device name."""
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+
+
+def study_images(cfg: StudyConfig, which: str, resolution: int, channels: int):
+    """The tuning ('tune') or test ('evaluate') images, (N, C, R, R) in [-1, 1], and their names."""
+    from rtil.data.digits import digits_test_images, digits_validation_images
+
+    spec = (cfg.tune if which == "tune" else cfg.evaluate).images
+    first, count = spec.first, spec.count
+    if spec.folder is not None:
+        from rtil.data.images import load_images
+
+        images, names = load_images(spec.folder, resolution, channels, first + count)
+        return images[first:], names[first:]
+    if spec.split == "test":
+        pool = digits_test_images(resolution, channels)
+    else:
+        pool = digits_validation_images(cfg.holdout, resolution, channels)
+    if first + count > pool.shape[0]:
+        raise RtilError(f"{which}: images {first}..{first + count - 1} of the {spec.split} split do not exist "
+                        f"(it has {pool.shape[0]})")
+    return pool[first:first + count], [f"{spec.split}/{first + i}" for i in range(count)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# train: out/train/<name>/ (checkpoints, timing.json, done.json)
+
+
+def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
+    """The train.py arguments of one generator of the study."""
+    g, out = cfg.generators[name], cfg.out
+    args = ["fit", "--config", g.config, "--seed_everything", str(g.seed), "--data.seed", str(g.seed),
+            "--model.init_args.seed", str(g.seed),
+            "--trainer.default_root_dir", str(out / "train"), "--run_name", name, "--wandb", "disabled",
+            "--trainer.enable_progress_bar", "false", "--export.path", str(out / "train" / name / "generator.pt")]
+    if cfg.train_kimg is not None:
+        args += ["--model.init_args.total_kimg", str(cfg.train_kimg)]
+        args += ["--checkpoint.every_kimg", str(cfg.train_kimg / 2), "--samples.every_kimg", str(cfg.train_kimg)]
+    for key, value in g.set.items():
+        args += [f"--{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
+    if (out / "train" / name / "checkpoints" / "last.ckpt").is_file():
+        args += ["--ckpt_path", str(out / "train" / name / "checkpoints" / "last.ckpt")]
+    return args
+
+
+def train_done(cfg: StudyConfig, name: str) -> bool:
+    """Whether the generator is trained; a generator trained with other settings is an error (not reused)."""
+    done = cfg.out / "train" / name / "done.json"
+    if not done.is_file():
+        return False
+    if json.loads(done.read_text()).get("fingerprint") != cfg.generators[name].fingerprint:
+        raise RtilError(f"generator {name!r} in {done.parent} was trained with other settings than the config now "
+                        f"gives; delete that folder (and {cfg.generator_file(name)}) to retrain it")
+    return True
+
+
+def train_record(cfg: StudyConfig, name: str) -> dict:
+    """A trained generator's done.json: kimg, seconds (all training segments), fingerprint, segments, arguments."""
+    return json.loads((cfg.out / "train" / name / "done.json").read_text())
+
+
+def train_one(cfg: StudyConfig, name: str) -> None:
+    """Train (or resume) one generator in this process; done.json records the wall time of every segment."""
+    from rtil.atomic_files import write_json_atomically
+    from rtil.training.cli import main as train_main
+
+    timing = cfg.out / "train" / name / "timing.json"
+    segments = json.loads(timing.read_text()) if timing.is_file() else []
+    t0 = time.perf_counter()
+    cli = train_main(train_arguments(cfg, name))
+    segments.append({"seconds": time.perf_counter() - t0, "kimg": float(cli.model.kimg)})
+    write_json_atomically(timing, segments)
+    write_json_atomically(cfg.out / "train" / name / "done.json",
+                          {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
+                           "fingerprint": cfg.generators[name].fingerprint,
+                           "segments": segments, "arguments": train_arguments(cfg, name)})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# export: out/generators/<name>.pt, out/samples/<name>.png, out/fdd/<name>.json
+
+
+def samples_file(cfg: StudyConfig, name: str) -> Path:
+    return cfg.out / "samples" / f"{name}.png"
+
+
+def export_record(cfg: StudyConfig, name: str) -> dict:
+    """fdd/<name>.json: FDD per member at the end ('final', None when not computed) and at every checkpoint
+    ('curve': [{kimg, fdd}])."""
+    return json.loads((cfg.out / "fdd" / f"{name}.json").read_text())
+
+
+def export_done(cfg: StudyConfig, name: str) -> bool:
+    path = cfg.out / "fdd" / f"{name}.json"
+    return path.is_file() and json.loads(path.read_text()).get("fingerprint") == cfg.generators[name].fingerprint
+
+
+def export_one(cfg: StudyConfig, name: str) -> None:
+    """generators/<name>.pt, samples/<name>.png (one row per member) and fdd/<name>.json (FDD per member at every
+    checkpoint's kimg)."""
+    import tempfile
+
+    from rtil.atomic_files import write_json_atomically
+    from rtil.checkpoints import export_lightning_checkpoint, load_generator
+    from rtil.evaluation.digits_fd import member_fdds
+    from rtil.evaluation.plots import save_member_grid
+
+    out = cfg.out
+    checkpoints = out / "train" / name / "checkpoints"
+    final = export_lightning_checkpoint(checkpoints / "last.ckpt", cfg.generator_file(name))
+    G = load_generator(final)
+    save_member_grid(G, samples_file(cfg, name), 8, 0)
+    curve = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ckpt in sorted(checkpoints.glob("kimg*.ckpt")) if cfg.fdd_samples > 0 else []:
+            path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
+            kimg = float(re.match(r"kimg(\d+(?:\.\d+)?)", ckpt.stem).group(1))
+            curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg.fdd_samples)})
+    final = member_fdds(G, cfg.fdd_samples) if cfg.fdd_samples > 0 else None
+    write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
+                                                         "fingerprint": cfg.generators[name].fingerprint})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tune and evaluate: one file per item (rtil.study.cells)
+
+
+def tune_one(cfg: StudyConfig, item: dict) -> None:
+    """Solve the validation images with one tuning candidate (item from cells.tune_items) and write its file."""
+    from rtil.checkpoints import load_generator
+    from rtil.evaluation.metrics import reconstruction_metrics
+    from rtil.inverse.run import TASK_PARAMETER, solve_images
+
+    G = load_generator(cfg.generator_file(item["generator"]), device=study_device(cfg))
+    images, _ = study_images(cfg, "tune", G.resolution, G.img_channels)
+    t0 = time.perf_counter()
+    task = cfg.tune.task
+    results = solve_images(G, images, cfg.methods[item["method"]].solver, task, item["settings"], cfg.evaluate.seed,
+                           batch_size=cfg.tune.batch_size, **{TASK_PARAMETER[task]: cfg.tune.param})
+    metrics = reconstruction_metrics(results.reconstructions, images)
+    write_tune_result(item, metrics["psnr"], metrics["ssim"], time.perf_counter() - t0)
+
+
+def evaluate_one(cfg: StudyConfig, cell: dict, lpips_metric=None) -> None:
+    """Solve the test images of one cell (from cells.evaluate_cells) and write out/cells/<id>.json and .pt."""
+    from rtil.checkpoints import load_generator
+    from rtil.inverse.sweep import solve_cell
+
+    G = load_generator(cfg.generator_file(cell["generator"]), device=study_device(cfg))
+    images, names = study_images(cfg, "evaluate", G.resolution, G.img_channels)
+    sweep_cfg = {"methods": {cell["method"]: {**cell["settings"], "method": cfg.methods[cell["method"]].solver}},
+                 "seed": cfg.evaluate.seed, "batch_size": cfg.evaluate.batch_size,
+                 "models": {cell["generator"]: str(cfg.generator_file(cell["generator"]))}}
+    sweep_cell = {"model": cell["generator"], "method": cell["method"], "task": cell["task"], "param": cell["param"],
+                  "id": cell["id"]}
+    solve_cell(sweep_cell, G, images, names, sweep_cfg, lpips_metric, cfg.out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# every stage
+
+
+def stage_items(cfg: StudyConfig, stage: str) -> list:
+    """The stage's unfinished work items (generator names, tuning items or cells)."""
+    if stage == "train":  # the costliest first, so that the workers finish together
+        return sorted([g for g in cfg.used_generators() if not train_done(cfg, g)],
+                      key=lambda g: -cfg.generators[g].members_per_step)
+    if stage == "export":
+        return [g for g in cfg.used_generators() if not export_done(cfg, g)]
+    if stage == "tune":
+        return [i for i in tune_items(cfg) if not tune_done(i)]
+    if stage == "evaluate":
+        unique = {c["id"]: c for c in evaluate_cells(cfg)}
+        return [c for c in unique.values() if not cell_done(cfg, c)]
+    raise RtilError(f"unknown stage {stage!r}")
+
+
+def stage_log(cfg: StudyConfig) -> list[dict]:
+    """out/stage_seconds.json: every run of a work stage, {stage, items, seconds, finished}."""
+    path = cfg.out / "stage_seconds.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def log_stage_run(cfg: StudyConfig, stage: str, items: int, seconds: float) -> None:
+    from rtil.atomic_files import write_json_atomically
+
+    write_json_atomically(cfg.out / "stage_seconds.json", stage_log(cfg) + [
+        {"stage": stage, "items": items, "seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}])
+
+
+def item_label(item) -> str:
+    """A work item's name (a generator's name, or its file's stem)."""
+    return item if isinstance(item, str) else item.get("id") or Path(item["path"]).stem
+
+
+def run_item(cfg: StudyConfig, stage: str, item, lpips_metric=None) -> None:
+    """Do one item of a stage in this process (lpips_metric: for the evaluate stage, None if unavailable)."""
+    if stage == "train":
+        train_one(cfg, item)
+    elif stage == "export":
+        export_one(cfg, item)
+    elif stage == "tune":
+        tune_one(cfg, item)
+    elif stage == "evaluate":
+        evaluate_one(cfg, item, lpips_metric)
+    else:
+        raise RtilError(f"unknown stage {stage!r}")
