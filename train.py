@@ -2,6 +2,7 @@
 
     python train.py fit --config configs/stylegan2_digits.yaml [--trainer.devices 8 --trainer.num_nodes 2 ...]
     python train.py fit --config configs/stylegan2_digits.yaml --ckpt_path last      # exact resume
+    python train.py fit --config configs/stylegan2_digits.yaml --init_from G.pt      # from a pretrained generator
 
 The model is chosen by class path in the config (rtil.training.StyleGAN2Module or
 rtil.training.PGGANModule). The data's resolution and channels are linked into the model.

@@ -13,6 +13,7 @@ maps and PGGAN's lod, and, from our .ckpt only, StyleGAN2's path-length means. W
 kimg clock and every schedule (EMA ramp-up, lazy regularisation, progressive growing).
 """
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,10 +202,12 @@ def settings_hint(ours: dict, theirs: dict, channels_ours: dict, channels_theirs
     return "set " + " ".join(changes) + " to match the file" if changes else "the file's architecture differs"
 
 
-def _value_differences(ours: dict, theirs: dict) -> list[str]:
+def _value_differences(generator_class, ours: dict, theirs: dict) -> list[str]:
+    """The VALUE_OPTIONS that differ; a setting a config does not record has the generator's default."""
+    defaults = {k: v.default for k, v in inspect.signature(generator_class).parameters.items()}
     out = []
-    for key in VALUE_OPTIONS:
-        a, b = ours.get(key), theirs.get(key)
+    for key in (k for k in VALUE_OPTIONS if k in defaults):
+        a, b = ours.get(key, defaults[key]), theirs.get(key, defaults[key])
         same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isclose(a, b, rel_tol=1e-9))
         if not same:
             out.append(f"{key}: file {b!r}, config {a!r} (set --model.init_args.{key} {b})")
@@ -235,7 +238,7 @@ def check_generator_fits(module, src: InitSource) -> None:
     if family == "pggan" and not src.arch.get("pixel_norm", True):
         raise RtilError(f"--init_from {src.path}: the file's PGGAN has no pixel norm; rtil's PGGANModule always "
                         f"trains with it")
-    differences = _value_differences(ours, src.arch)
+    differences = _value_differences(type(module.G), ours, src.arch)
     if differences:
         raise RtilError(f"--init_from {src.path}: the file's generator computes with other settings than the "
                         f"config's: {'; '.join(differences)}")
