@@ -102,6 +102,26 @@ def test_lightning_checkpoint_carries_g_ema_d_and_path_length_means(tmp_path):
     assert torch.equal(same_family.pl_mean, source.pl_mean)
 
 
+def test_pggan_lightning_checkpoint_rtil_to_vanilla(tmp_path):
+    pggan = str(ROOT / "configs" / "pggan_digits.yaml")
+    run = main(["fit", "--config", pggan, "--data.resolution", "8", "--data.batch_size", "4",
+                "--model.init_args.z_dim", "8", "--model.init_args.channel_table", "{4: 8, 8: 8}",
+                "--model.init_args.mbstd_group_size", "2", "--model.init_args.rtil",
+                "{kind: dirichlet, codes_per_member: [2], cut_point: 1}", "--model.init_args.total_kimg", "0.008",
+                "--wandb", "disabled", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary",
+                "false", "--checkpoint.every_kimg", "1000", "--samples.every_kimg", "1000",
+                "--trainer.default_root_dir", str(tmp_path)])
+    source = run.model
+    module = started_from(PGGANModule(resolution=8, img_channels=1, z_dim=8, channel_table={4: 8, 8: 8},
+                                      upsample_mode="bilinear", mbstd_group_size=2, rtil=None),
+                          tmp_path / "pggan_digits" / "checkpoints" / "last.ckpt")
+    assert float(module.G_ema.lod) == float(source.G_ema.lod)
+    assert_same_generator(module.G_ema, source.G_ema, 8)
+    assert_same_generator(module.G, source.G, 8)
+    assert_same_discriminator(module.D, source.D)
+    assert module.hparams["init_from"]["discriminator"] == "imported"
+
+
 # ---- rosinality -----------------------------------------------------------------------------
 def rosinality_discriminator_state(num_blocks, channels, seed=0):
     """Random tensors under rosinality's Discriminator keys (model.py: ConvLayer, ResBlock, final layers)."""
@@ -291,7 +311,8 @@ def test_a_file_that_does_not_fit_names_the_tensor_and_the_option(tmp_path, caps
     assert "tensor blocks.0.const: expected shape (8, 4, 4), found (16, 4, 4)" in line
     assert "--model.init_args.channel_max 16" in line
     line = exit_line([*args, "--model.init_args.mapping_layers", "3"], capsys)
-    assert "mapping.layers.2.weight" in line and "--model.init_args.mapping_layers 2" in line
+    assert "tensor mapping.layers.2.weight: expected shape (16, 16), missing" in line
+    assert "--model.init_args.mapping_layers 2" in line
     line = exit_line([*args, "--data.resolution", "32"], capsys)
     assert "tensor" in line and "--data.resolution 16" in line
     assert not (tmp_path / "stylegan2_digits" / "checkpoints" / "last.ckpt").exists()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rtil.checkpoints import SAFETENSORS_SUFFIX, read_generator_file
+from rtil.checkpoints import SAFETENSORS_SUFFIX, check_state_shapes, read_generator_file
 from rtil.errors import RtilError
 from rtil.importers.common import load_source, sha256, strip_prefix
 
@@ -172,21 +172,6 @@ def _without_path(error: Exception, path: Path) -> str:
 
 
 # ---- checking and loading -------------------------------------------------------------------
-def shape_difference(expected: dict, found: dict) -> str | None:
-    """The first tensor of `found` that a module with state `expected` cannot load, as text; None if all fit."""
-    for name, want in expected.items():
-        if name not in found:
-            return f"tensor {name}: expected shape {_shape(want)}, missing in the file"
-        if tuple(found[name].shape) != tuple(want.shape):
-            return f"tensor {name}: expected shape {_shape(want)}, found {_shape(found[name])}"
-    extra = [name for name in found if name not in expected]
-    return f"unexpected tensor {extra[0]}" if extra else None
-
-
-def _shape(tensor) -> str:
-    return "(" + ", ".join(str(n) for n in tensor.shape) + ")"
-
-
 def settings_hint(ours: dict, theirs: dict, channels_ours: dict, channels_theirs: dict) -> str:
     """The options that would make the config's generator the file's, e.g. "set --data.resolution 256"."""
     changes = [f"{option} {theirs[key]}" for key, option in SHAPE_OPTIONS.items()
@@ -231,10 +216,8 @@ def check_generator_fits(module, src: InitSource) -> None:
     hint = settings_hint(ours, src.arch, dict(module.G.channels), theirs_channels)
     for what, state in (("EMA generator", src.g_ema), ("generator", src.g)):
         if state is not None:
-            problem = shape_difference(module.G.state_dict(), state)
-            if problem:
-                raise RtilError(f"--init_from {src.path}: the file's {what} does not fit the config's: {problem}; "
-                                f"{hint}")
+            check_state_shapes(module.G.state_dict(), state,
+                               f"--init_from {src.path}: the file's {what} does not fit the config's", f"; {hint}")
     if family == "pggan" and not src.arch.get("pixel_norm", True):
         raise RtilError(f"--init_from {src.path}: the file's PGGAN has no pixel norm; rtil's PGGANModule always "
                         f"trains with it")
@@ -253,13 +236,13 @@ def apply_init_source(module, src: InitSource) -> list[str]:
     lines = [f"init_from: {src.path.name} ({src.format}, sha256 {src.sha256[:12]}...): G_ema <- the file's EMA "
              f"generator, G <- {'its raw generator' if src.g is not None else 'the same EMA weights (no raw ones)'}"]
     if src.d is not None:
-        problem = shape_difference(module.D.state_dict(), src.d)
-        if problem:
-            src.d, src.d_note = None, f"the file's discriminator does not fit the config's: {problem}"
-        else:
+        try:
+            check_state_shapes(module.D.state_dict(), src.d, "the file's discriminator does not fit the config's")
             with torch.no_grad():
                 module.D.load_state_dict(src.d)
             lines.append("discriminator: imported from the file")
+        except RtilError as e:
+            src.d, src.d_note = None, str(e)
     if src.d is None:
         lines.append(f"discriminator: trained from scratch ({src.d_note})")
     lines += _carry_path_length_means(module, src)
