@@ -200,3 +200,107 @@ def test_generator_fingerprint_follows_the_settings_not_the_wording(tmp_path):
     assert fingerprints["nested"] == fingerprints["flat"]
     assert fingerprints["nested"]["v"] != fingerprints["nested"]["r"]
     assert fingerprints["other_lr"]["v"] != fingerprints["nested"]["v"]
+
+
+def write_study(tmp_path: Path, text: str | None = None, **changes) -> Path:
+    """study_config(tmp_path) with `changes` applied, or `text` as the config file."""
+    path = tmp_path / "variant.yaml"
+    if text is not None:
+        path.write_text(text)
+        return path
+    cfg = yaml.safe_load(study_config(tmp_path).read_text())
+    cfg.update(changes)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def with_set(tmp_path: Path, generator: str, changes: dict) -> dict:
+    generators = yaml.safe_load(study_config(tmp_path).read_text())["generators"]
+    generators[generator]["set"] = {**(generators[generator].get("set") or {}), **changes}
+    return generators
+
+
+@pytest.mark.parametrize("case, message", [
+    ("top-level key", "unknown key 'jobz' in the top level"),
+    ("quick key", "unknown key 'jobz' in 'quick'"),
+    ("generator key", "unknown key 'seeds' in generator 'stylegan2_rtil_seed0'"),
+    ("set key", "set: 'model.init_args.lrr' is not a setting of the training config"),
+    ("set section", "set: 'trainr.devices' is not a setting of the training config"),
+    ("comparison key", "unknown key 'method' in comparison 'stylegan2'"),
+    ("out is a file", "is a file; give a folder"),
+    ("invalid YAML", "variant.yaml, line 4, column 1: not valid YAML"),
+])
+def test_unknown_keys_a_file_as_out_and_invalid_yaml_exit_2_before_any_work(tmp_path, capsys, case, message):
+    cfg = yaml.safe_load(study_config(tmp_path).read_text())
+    if case == "top-level key":
+        path = write_study(tmp_path, jobz=2)
+    elif case == "quick key":
+        path = write_study(tmp_path, quick={**cfg["quick"], "jobz": 1})
+    elif case == "generator key":
+        cfg["generators"]["stylegan2_rtil_seed0"]["seeds"] = 1
+        path = write_study(tmp_path, generators=cfg["generators"])
+    elif case == "set key":
+        path = write_study(tmp_path, generators=with_set(tmp_path, "stylegan2_rtil_seed0", {"model.init_args.lrr": 1}))
+    elif case == "set section":
+        path = write_study(tmp_path, generators=with_set(tmp_path, "pggan_rtil_seed0", {"trainr.devices": 2}))
+    elif case == "comparison key":
+        cfg["comparisons"]["stylegan2"]["method"] = ["ilo"]
+        path = write_study(tmp_path, comparisons=cfg["comparisons"])
+    elif case == "out is a file":
+        (tmp_path / "full").write_text("not a folder")
+        path = write_study(tmp_path)
+    else:
+        path = write_study(tmp_path, text="out: x\ngenerators:\n  a: [b\n")
+    assert rtil_main(["study", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "full").is_dir()
+
+
+def test_set_keys_may_name_arguments_the_training_config_leaves_at_their_defaults(tmp_path):
+    from rtil.study.config_reading import read_study_config
+
+    changes = {"model.init_args.r1_interval": 8, "trainer.max_time": "00:01:00:00", "checkpoint.save_top_k": 2,
+               "wandb": "offline"}
+    cfg = read_study_config(write_study(tmp_path, generators=with_set(tmp_path, "stylegan2_rtil_seed0", changes)))
+    assert cfg.generators["stylegan2_rtil_seed0"].set["model.init_args.r1_interval"] == 8
+
+
+TRAINING = """
+seed_everything: 0
+model:
+  class_path: rtil.training.StyleGAN2Module
+  init_args: {z_dim: 16, w_dim: 16, mapping_layers: 1, channel_base: 256, channel_max: 16,
+              rtil: {kind: gaussian, cut_points: [1], sigma: 1.0}, total_kimg: 1}
+data: {dataset: digits, resolution: 8, channels: 1, batch_size: 4, holdout: 100}
+"""
+
+
+def test_finished_work_keeps_its_file_names(tmp_path):
+    """The names under which a study finds its trained generators, tuning runs and cells (what makes it resume
+    without redoing anything), as rtil/study.py named them before the study became a package. If this fails on
+    purpose (e.g. a solver gained a setting), every finished study recomputes its tuning runs and cells."""
+    from rtil.study.cells import evaluate_cells, tune_items
+    from rtil.study.config_reading import read_study_config
+
+    (tmp_path / "train.yaml").write_text(TRAINING)
+    cfg = {"out": str(tmp_path / "out"), "holdout": 100, "train_kimg": 0.5,
+           "generators": {"vanilla": {"config": str(tmp_path / "train.yaml"), "seed": 3,
+                                      "set": {"model.init_args.rtil": None}},
+                          "rtil": {"config": str(tmp_path / "train.yaml"), "seed": 3}},
+           "comparisons": {"c": {"baseline": ["vanilla"], "treatment": ["rtil"], "methods": ["csgm"],
+                                 "settings": ["common"]}},
+           "methods": {"csgm": {"steps": 8, "restarts": 1}},
+           "tune": {"images": {"split": "validation", "first": 0, "count": 3}, "task": "cs", "param": 0.25,
+                    "grids": {"csgm": [{}, {"lr": 0.05}]}},
+           "evaluate": {"images": {"split": "test", "first": 0, "count": 4}, "seed": 1, "tasks": {"cs": [0.25, 0.5]}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    study = read_study_config(path)
+    assert {g: v.fingerprint for g, v in study.generators.items()} == {"vanilla": "a1f81f2e51", "rtil": "68cb2c6e1a"}
+    assert [Path(i["path"]).name for i in tune_items(study)] == [
+        "vanilla__csgm__d929eebbc9.json", "vanilla__csgm__6e706bc9a7.json", "rtil__csgm__82025d11f9.json",
+        "rtil__csgm__006c5a9c9d.json"]
+    assert [c["id"] for c in evaluate_cells(study)] == [
+        "vanilla__csgm__cs__0.25__f9e07bf63b", "vanilla__csgm__cs__0.5__6e70df19d4",
+        "rtil__csgm__cs__0.25__595f6d67c5", "rtil__csgm__cs__0.5__129c42d83f"]
