@@ -318,3 +318,14 @@ def test_solve_and_explore_refuse_a_folder_with_earlier_results_unless_overwrite
     assert status == 2 and "holds an input" in err
     assert status_and_error(run_invert, [*solve, out, "--overwrite"], capsys)[0] == 0
     assert (out / "metrics.json").read_text() != "earlier"
+
+
+def test_solver_settings_are_finite_numbers_before_any_work(tmp_path, capsys):
+    from conftest import run_invert
+
+    solve = ["solve", "--generator", tmp_path / "missing.pt", "--method", "ilo", "--task", "cs", "--ratio", 0.5,
+             "--images", "digits-test", "--out", tmp_path / "o"]
+    for setting, message in (("steps=[.inf, 1, 1]", "steps"), ("lr=[0.1, .nan, 0.1]", "lr must be finite"),
+                             ("perceptual=.inf", "perceptual must be finite"), ("geocross=yes", "must be a number")):
+        status, err = status_and_error(run_invert, [*solve, "--set", setting], capsys)
+        assert status == 2 and message in err, (setting, err)  # before the missing generator is noticed

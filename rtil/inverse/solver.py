@@ -9,7 +9,8 @@ in a latent space (rtil/inverse/latent_spaces.py) and runs the optimisation loop
 A solver subclass declares its settings (a dataclass), checks them in `check()`, and implements `optimize()`.
 """
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -35,6 +36,19 @@ def check_generator(G, operator, y: torch.Tensor) -> None:
                         f"{(operator.batch_size, *operator.measurement_shape)}")
 
 
+def check_numbers(settings) -> None:
+    """Every number of a settings dataclass (alone or in a list) is finite, and a number field holds no true/false
+    (YAML's yes/no): the type checks every solver shares; each checks its own ranges."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        numeric_default = isinstance(f.default, (int, float)) and not isinstance(f.default, bool)
+        if numeric_default and any(isinstance(v, bool) for v in items):
+            raise RtilError(f"{f.name} must be a number, got {value!r}")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise RtilError(f"{f.name} must be finite, got {value!r}")
+
+
 @dataclass
 class Solver:
     """Settings every solver has (subclasses add theirs and may change these defaults).
@@ -55,6 +69,7 @@ class Solver:
     method = ""  # the name in configs and result files
 
     def __post_init__(self):
+        check_numbers(self)
         if not self.perceptual >= 0:
             raise RtilError(f"perceptual must be >= 0, got {self.perceptual}")
         check_stochastic_noise(self.stochastic_noise)
