@@ -88,6 +88,9 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class StudyConfig:
+    """The whole study: where its outputs go, the generators to train, the methods, the paired comparisons, and
+    the tune and evaluate stages' images, tasks and seeds."""
+
     path: str  # the config file, as given
     quick: bool
     out: Path  # every stage's outputs
