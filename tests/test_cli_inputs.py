@@ -7,6 +7,12 @@ from rtil.config import read_yaml_file
 from rtil.errors import RtilError
 
 
+@pytest.fixture(autouse=True)
+def _own_torch_home(tmp_path, monkeypatch):
+    """No weights from the user's torch hub cache: every test here sees an empty one."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+
 @pytest.mark.parametrize("text, where", [
     ("a: 1\nb: [1, 2\nc: 3\n", "line 3, column 2"),
     ("a: 1\n  b: 2\n", "line 2, column 4"),
