@@ -74,8 +74,10 @@ def dirichlet_weights(batch_size: int, num_codes: int, generator: torch.Generato
                       device: torch.device | str | None = None) -> torch.Tensor:
     """(B, N) weights ~ Dirichlet(1, ..., 1): normalised Exponential(1) draws (uniform on the simplex)."""
     u = torch.rand(batch_size, num_codes, generator=generator, device=device)
-    e = -torch.log1p(-u)  # Exponential(1); log1p(-u) is finite for u in [0, 1)
-    return e / e.sum(dim=1, keepdim=True)
+    # Exponential(1), finite for u in [0, 1); in float64, whose log is the same on every CPU (float32's vector
+    # kernels differ in the last bit), so the same generator gives the same weights anywhere.
+    e = -torch.log1p(-u.double())
+    return (e / e.sum(dim=1, keepdim=True)).to(u.dtype)
 
 
 @dataclass

@@ -1,3 +1,4 @@
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -64,8 +65,20 @@ def perturb_(module, scale=0.3, seed=1):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen))
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype))
     return module
+
+
+@contextlib.contextmanager
+def float64_default():
+    """Build models in float64: their initial weights come from torch's float64 sampler, which draws the same
+    numbers on every CPU (the float32 one rounds differently with AVX2 and AVX-512 kernels)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _load_invert_script():

@@ -1,8 +1,17 @@
 """Fixed-seed solver runs whose reconstructions are stored in tests/data/solver_reference.pt, so that a
 refactoring of the solvers can be checked to change nothing (tests/test_solver_reference.py).
 
+The runs are in float64 (generators, images, latents, operators) on inputs stored in the file (the generators'
+weights and the truth images), so they do not depend on which CPU kernels torch picks: float32 runs of a few
+hundred optimisation steps amplify the last-bit differences between AVX2 and AVX-512 kernels into visibly
+different images; in float64 the same differences stay below 1e-9 (measured with DNNL_MAX_CPU_ISA and
+ATEN_CPU_CAPABILITY, see the test). Random draws are made in float64 by the solvers themselves
+(rtil.inverse.randomness), so they are the same on every CPU.
+
 Regenerate the file only when a change of the solvers' results is intended, and say why in the commit:
     python tests/solver_reference.py
+Check this machine's kernels against it (what the test runs under other kernel settings):
+    python tests/solver_reference.py --check
 """
 
 import sys
@@ -14,6 +23,8 @@ DATA = Path(__file__).resolve().parent / "data"
 REFERENCE = DATA / "solver_reference.pt"
 TRAINED = DATA / "stylegan2_digits_5kimg.pt"
 NUM_IMAGES = 2
+DTYPE = torch.float64
+TOLERANCE = 1e-6  # max |difference| per pixel (images in [-1, 1]); kernel differences give < 1e-9 in float64
 PROXY = {"proxy_samples": 2000, "perceptual": 0.0}  # LPIPS weights may or may not be on a machine
 
 # name: (generator, method, task, task parameter, settings)
@@ -58,35 +69,55 @@ def pggan_record() -> dict:
     return generator_record(G.eval())
 
 
-def run_case(name: str, generators: dict) -> torch.Tensor:
-    """The case's reconstructions (NUM_IMAGES, C, H, W) from solve_images with seed 0."""
+def truth_images(generators: dict) -> dict:
+    """The first NUM_IMAGES test digits per family, (NUM_IMAGES, C, H, W) in [-1, 1], in DTYPE."""
     from rtil.data.digits import digits_test_images
+
+    return {family: digits_test_images(G.resolution, G.img_channels)[:NUM_IMAGES].to(DTYPE)
+            for family, G in generators.items()}
+
+
+def run_case(name: str, generators: dict, images: dict) -> torch.Tensor:
+    """The case's reconstructions (NUM_IMAGES, C, H, W) in DTYPE from solve_images with seed 0."""
     from rtil.inverse.run import TASK_PARAMETER, solve_images
 
     family, method, task, param, settings = CASES[name]
-    G = generators[family]
-    images = digits_test_images(G.resolution, G.img_channels)[:NUM_IMAGES]
-    result = solve_images(G, images, method, task, settings, seed=0, batch_size=NUM_IMAGES,
-                          **{TASK_PARAMETER[task]: param})
+    result = solve_images(generators[family], images[family], method, task, settings, seed=0,
+                          batch_size=NUM_IMAGES, **{TASK_PARAMETER[task]: param})
     return result.reconstructions
 
 
 def load_generators(pggan: dict) -> dict:
+    """Both test generators in DTYPE, without gradients."""
     from rtil.checkpoints import build_generator, load_generator
 
-    return {"stylegan2": load_generator(TRAINED).requires_grad_(False),
-            "pggan": build_generator(pggan).eval().requires_grad_(False)}
+    return {"stylegan2": load_generator(TRAINED).to(DTYPE).requires_grad_(False),
+            "pggan": build_generator(pggan).eval().to(DTYPE).requires_grad_(False)}
 
 
-def main() -> None:
+def differences(stored: dict) -> dict:
+    """Max |got - stored| per case, the cases run on this machine with the stored inputs."""
+    generators = load_generators(stored["pggan"])
+    return {name: (run_case(name, generators, stored["images"]) - stored["cases"][name]).abs().max().item()
+            for name in CASES}
+
+
+def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
+    if argv == ["--check"]:
+        found = differences(torch.load(REFERENCE, weights_only=True))
+        for name, diff in found.items():
+            print(f"{name}: max |difference| {diff:.1e}")
+        return 0 if max(found.values()) <= TOLERANCE else 1
     pggan = pggan_record()
     generators = load_generators(pggan)
-    cases = {name: run_case(name, generators) for name in CASES}
-    torch.save({"pggan": pggan, "cases": cases}, REFERENCE)
+    images = truth_images(generators)
+    cases = {name: run_case(name, generators, images) for name in CASES}
+    torch.save({"pggan": pggan, "images": images, "cases": cases}, REFERENCE)
     print(f"wrote {REFERENCE} ({len(cases)} cases)")
+    return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    main()
+    sys.exit(main(sys.argv[1:]))

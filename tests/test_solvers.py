@@ -1,5 +1,9 @@
 """Inversion solvers on tiny random generators: in-range recovery from 25% compressed sensing, batching,
-honest selection, ILO's l1 ball, the mapping proxy, PULSE feasibility, settings and config files."""
+honest selection, ILO's l1 ball, the mapping proxy, PULSE feasibility, settings and config files.
+
+The generators and images are float64 with weights drawn in float64: a few hundred optimisation steps amplify
+float32's CPU-specific last-bit differences into different local minima, so thresholds on a float32 run hold
+only on the CPU that set them; in float64 the runs are the same on every CPU (tests/test_solver_reference.py)."""
 
 import dataclasses
 from pathlib import Path
@@ -7,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import perturb_, tiny_stylegan2
+from conftest import float64_default, perturb_, tiny_stylegan2
 from rtil.checkpoints import load_generator
 from rtil.errors import RtilError
 from rtil.evaluation.metrics import psnr, to_unit_range
@@ -21,7 +25,7 @@ from rtil.inverse.operators import CompressedSensing, RandomMask
 from rtil.inverse.optimize import learning_rate
 from rtil.inverse.projections import project_to_sphere
 from rtil.inverse.pulse import Pulse
-from rtil.inverse.randomness import image_generators
+from rtil.inverse.randomness import image_generators, randn
 from rtil.inverse.results import IterateTracker
 from rtil.inverse.run import SOLVERS, load_settings, make_solver, solve_images
 from rtil.models.pggan import Generator as PGGAN
@@ -33,30 +37,34 @@ PROXY_SAMPLES = 4000  # enough for the tiny generators' 16-dim W, and fast
 
 
 def stylegan2():
-    """Tiny StyleGAN2 (16 px, RGB, w_dim 16); noise strengths scaled down like a trained network's."""
-    G = tiny_stylegan2()
+    """Tiny StyleGAN2 (16 px, RGB, w_dim 16) in float64; noise strengths scaled down like a trained network's."""
+    with float64_default():
+        G = tiny_stylegan2()
     with torch.no_grad():
         for layer in G._layers():
             layer.noise_strength.mul_(0.1)
-    return G.eval().requires_grad_(False)
+    return G.double().eval().requires_grad_(False)
 
 
 def pggan():
+    """Tiny PGGAN (16 px, RGB) in float64."""
     torch.manual_seed(0)
-    G = PGGAN(z_dim=16, resolution=16, img_channels=3, channel_base=128, channel_max=16)
-    return perturb_(G, scale=0.1).eval().requires_grad_(False)
+    with float64_default():
+        G = PGGAN(z_dim=16, resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    return perturb_(G, scale=0.1).double().eval().requires_grad_(False)
 
 
 def in_range_images(G, batch=2, seed=5):
-    """x = G(z*) with the generator's const noise."""
-    z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    """x = G(z*) with the generator's const noise, in the generator's dtype."""
+    z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return G(z, noise_mode="const")
 
 
 def on_sphere_images(G, proxy, batch=2, seed=5):
     """x = G(proxy(v*)) with v* on the sphere of radius sqrt(w_dim) (the same for all layers) and the const noise
     maps rescaled to their spheres: in the range of the sphere-constrained solvers (PULSE, ILO's round 0)."""
-    v = project_to_sphere(torch.randn(batch, G.w_dim, generator=torch.Generator().manual_seed(seed)))
+    gen = torch.Generator().manual_seed(seed)
+    v = project_to_sphere(torch.randn(batch, G.w_dim, generator=gen, dtype=torch.float64))
     noises = [project_to_sphere(n, dim=(1, 2, 3)) for n in G.make_noises(1, "const")]
     return G.synthesize(G.start_state(proxy(v)[:, None].expand(-1, G.num_ws, -1), noises))
 
@@ -101,7 +109,7 @@ def test_ilo_recovers_in_range_image():
     solver = ILO(cut_points=[0, 1, 2], steps=[100, 50, 50], lr=[0.3, 0.05, 0.05], l1_radius=[0.1, 0.05],
                  geocross=0.1, proxy_samples=PROXY_SAMPLES)
     result = solver.solve(G, A, y, seed=0)
-    assert (psnr_db(result, x) > 27).all()  # 28.7 and 30.8 dB
+    assert (psnr_db(result, x) > 22).all()  # 27.6 and 24.2 dB (float64 weights and draws, 2026-12-06)
 
 
 def test_pulse_recovers_in_range_image():
@@ -119,8 +127,9 @@ def test_mganprior_recovers_in_range_image(family):
     G = stylegan2() if family == "stylegan2" else pggan()
     x = in_range_images(G)
     A, y = compressed_sensing(x)
-    result = MGANPrior(num_codes=2, cut_point=3, restarts=8, steps=150, lr=0.1).solve(G, A, y, seed=0)
-    assert (psnr_db(result, x) > 35).all()  # 39.7, 45.6 dB (StyleGAN2); 62.4, 53.7 dB (PGGAN)
+    result = MGANPrior(num_codes=2, cut_point=3, restarts=16, steps=150, lr=0.1).solve(G, A, y, seed=0)
+    # 33.2, 36.5 dB (StyleGAN2); 61.2, 77.8 dB (PGGAN; with 8 restarts its second image stayed at 23.3 dB)
+    assert (psnr_db(result, x) > 30).all()
 
 
 # ------------------------------------------------------- shipped settings: every solver at least as good as CSGM
@@ -393,7 +402,7 @@ def test_ilo_settings_are_checked():
 def test_mapping_proxy_is_fitted_from_the_generators_own_mapping():
     G = stylegan2()
     proxy = fit_mapping_proxy(G, num_samples=PROXY_SAMPLES, seed=3)
-    z = torch.randn(PROXY_SAMPLES, G.z_dim, generator=torch.Generator().manual_seed(3))
+    z = randn((PROXY_SAMPLES, G.z_dim), torch.Generator().manual_seed(3), torch.float32)  # as the proxy draws
     u = leaky_relu_inverse(G.mapping(z)).double()
     torch.testing.assert_close(proxy.mean, u.mean(0).float(), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(proxy.std, u.std(0).float(), atol=1e-4, rtol=1e-4)
@@ -455,7 +464,7 @@ def test_start_noises_const_copies_the_stored_maps_and_random_draws_per_image():
     random = start_noises(G, image_generators(3, seed=0), 2, "random", "cpu")
     alone = start_noises(G, image_generators(1, seed=0, item_offset=1), 2, "random", "cpu")
     for n, m, (h, w) in zip(random, alone, G.noise_shapes(), strict=True):
-        assert torch.allclose(n.flatten(1).norm(dim=1), torch.full((6,), (h * w) ** 0.5))
+        assert torch.allclose(n.flatten(1).norm(dim=1), torch.full((6,), (h * w) ** 0.5, dtype=n.dtype))
         assert torch.equal(n[[1, 4]], m)  # image 1's maps (both restarts) do not depend on the batch
         assert not torch.equal(n[0], n[1]) and not torch.equal(n[0], n[3])
     assert not torch.equal(random[0], const[0])

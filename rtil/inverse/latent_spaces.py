@@ -79,6 +79,11 @@ class LatentSpace:
     def device(self) -> torch.device:
         return next(self.G.buffers()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The generator's dtype, which the start values take (float32, or float64 for a `G.double()`)."""
+        return next(self.G.parameters()).dtype
+
     def describe(self) -> dict:
         out = {"latent_space": self.name}
         if self.proxy is not None:
@@ -90,7 +95,7 @@ class _StyleGAN2Space(LatentSpace):
     """Shared by the StyleGAN2 spaces: noise maps, and states from styles."""
 
     def draw_z(self, gens, restarts: int, codes: int) -> torch.Tensor:
-        return randn_rows(gens, (codes, self.G.z_dim), restarts, self.device).reshape(-1, 1, self.G.z_dim)
+        return randn_rows(gens, (codes, self.G.z_dim), restarts, self.device, self.dtype).reshape(-1, 1, self.G.z_dim)
 
     def draw_noises(self, gens, restarts: int, codes: int) -> list[torch.Tensor]:
         G = self.G
@@ -99,7 +104,7 @@ class _StyleGAN2Space(LatentSpace):
             return [n.expand(rows, -1, -1, -1).clone() for n in G.make_noises(1, "const")]
         if codes != 1:
             raise RtilError(f"noise_start={self.noise_start!r} draws one set of maps per image: codes must be 1")
-        noises = [randn_rows(gens, (1, *hw), restarts, self.device) for hw in G.noise_shapes()]
+        noises = [randn_rows(gens, (1, *hw), restarts, self.device, self.dtype) for hw in G.noise_shapes()]
         if self.noise_start == "random":
             for n, (h, w) in zip(noises, G.noise_shapes(), strict=True):
                 project_to_sphere_(n, dim=(1, 2, 3), radius=math.sqrt(h * w))
@@ -156,7 +161,7 @@ class GaussianizedWPlus(_StyleGAN2Space):
 
     def draw(self, gens, restarts=1, codes=1):
         G = self.G
-        v = randn_rows(gens, (codes, G.num_ws, G.w_dim), restarts, self.device)
+        v = randn_rows(gens, (codes, G.num_ws, G.w_dim), restarts, self.device, self.dtype)
         return v.reshape(-1, G.num_ws, G.w_dim), self.draw_noises(gens, restarts, codes)
 
     def styles(self, latent):
@@ -169,7 +174,7 @@ class PGGANZ(LatentSpace):
     name = "z"
 
     def draw(self, gens, restarts=1, codes=1):
-        z = randn_rows(gens, (codes, self.G.z_dim), restarts, self.device)
+        z = randn_rows(gens, (codes, self.G.z_dim), restarts, self.device, self.dtype)
         return z.reshape(-1, 1, self.G.z_dim), []
 
     def start_state(self, latent, noises):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rtil.errors import RtilError
+from rtil.inverse.randomness import randn
 
 SLOPE = 0.2
 
@@ -69,7 +70,7 @@ def fit_mapping_proxy(G, num_samples: int = 20000, seed: int = 0, batch_size: in
     done = 0
     while done < num_samples:
         n = min(batch_size, num_samples - done)
-        z = torch.randn(n, G.z_dim, generator=gen).to(device)
+        z = randn((n, G.z_dim), gen, torch.float32, device)
         u = leaky_relu_inverse(G.mapping(z)).double()
         total += u.sum(0)
         total_sq += u.pow(2).sum(0)

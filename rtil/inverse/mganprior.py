@@ -79,10 +79,10 @@ class MGANPrior(Solver):
         codes, noises = space.draw(gens, self.restarts, codes=n)
         channels = G.cut_shape(cut)[0]
         if self.alpha_init == "uniform":
-            alpha = torch.full((k, n, channels), 1.0 / n, device=codes.device)
+            alpha = torch.full((k, n, channels), 1.0 / n, device=codes.device, dtype=codes.dtype)
         else:
             draws = torch.stack([dirichlet_weights(self.restarts, n, g) for g in gens], dim=1)  # (R, B, N)
-            alpha = draws.reshape(k, n, 1).repeat(1, 1, channels).to(codes.device)
+            alpha = draws.reshape(k, n, 1).repeat(1, 1, channels).to(codes.device, codes.dtype)
         params = [alpha.requires_grad_()]
         first = G.first_style_after(cut)
         down_styles = None

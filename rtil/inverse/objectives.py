@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from rtil.errors import RtilError
-from rtil.inverse.randomness import randn_rows
+from rtil.inverse.randomness import randn, randn_rows
 
 LPIPS_MIN_SIZE = 32  # LPIPS-AlexNet needs images of at least 32 x 32 pixels
 SNA_MEASUREMENT = "measurement"
@@ -57,10 +57,9 @@ def add_stochastic_noise(images: torch.Tensor, sigma: float,
     if sigma == 0:
         return images
     if isinstance(generator, Sequence):
-        noise = randn_rows(generator, images.shape[1:], images.shape[0] // len(generator), images.device)
+        noise = randn_rows(generator, images.shape[1:], images.shape[0] // len(generator), images.device, images.dtype)
     else:
-        device = generator.device if generator is not None else images.device
-        noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype).to(images.device)
+        noise = randn(images.shape, generator, images.dtype, images.device)
     return images + sigma * noise
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtil.errors import RtilError
+from rtil.inverse.randomness import randn
 
 DOWNSAMPLE_FACTORS = (1, 2, 4, 8, 16)
 CS_NORMALIZATIONS = ("sqrt_n", "none")
@@ -94,11 +95,9 @@ class ForwardOperator(nn.Module, ABC):
         if isinstance(generator, Sequence):
             if len(generator) != y.shape[0]:
                 raise RtilError(f"{len(generator)} noise generators for a batch of {y.shape[0]} measurements")
-            noise = torch.stack([torch.randn(y.shape[1:], generator=g, device=g.device, dtype=y.dtype).to(y.device)
-                                 for g in generator])
+            noise = torch.stack([randn(y.shape[1:], g, y.dtype, y.device) for g in generator])
         else:
-            device = generator.device if generator is not None else y.device
-            noise = torch.randn(y.shape, generator=generator, device=device, dtype=y.dtype).to(y.device)
+            noise = randn(y.shape, generator, y.dtype, y.device)
         return y + self.noise_std * self._restrict_noise(noise)
 
     def _restrict_noise(self, noise: torch.Tensor) -> torch.Tensor:
@@ -222,7 +221,7 @@ class GaussianCS(ForwardOperator):
                             f"ratio {self.ratio} has {entries:,} entries (limit {max_entries:,}); use the "
                             f"circulant operator (task 'cs', CompressedSensing), a smaller batch, or raise max_entries")
         self._random = _random_settings(seed, generator, item_offset)
-        matrices = [torch.randn(self.m, self.n, generator=g)
+        matrices = [randn((self.m, self.n), g, torch.float32)
                     for g in item_generators(self.batch_size, seed, generator, item_offset)]
         self.register_buffer("matrix", torch.stack(matrices))  # (B, m, n)
 

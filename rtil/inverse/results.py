@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rtil.errors import RtilError
+from rtil.nn import at_least_float32
 
 SELECTIONS = ("best", "last")
 
@@ -86,7 +87,7 @@ class IterateTracker:
     def record(self, images: torch.Tensor, loss: torch.Tensor, variables: dict | None = None) -> None:
         """Record an iterate: images (N, ...), loss (N,), and optionally the variables that made it (a dict of
         tensors or lists of tensors, each with N rows or one shared row), selected per row with the images."""
-        images, loss = images.detach(), loss.detach().float()
+        images, loss = images.detach(), at_least_float32(loss.detach())
         step = len(self.losses)
         self.losses.append(loss.cpu())
         if self.images is None or self.select == "last":

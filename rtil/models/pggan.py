@@ -242,6 +242,7 @@ class Generator(ProgressiveGrowing, nn.Module):
         """The state at cut 0: z (B, z_dim), pixel-normalised if `normalize_latent`, plus inject[0]."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise RtilError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        z = z.to(self.blocks[0].torgb.weight.dtype)  # a float64 model computes in float64 whatever z's dtype
         x = normalize_2nd_moment(z) if self.normalize_latent else z
         if inject is not None and 0 in inject:
             x = x + inject[0]

@@ -26,6 +26,7 @@ from rtil.nn import (
     EqualConv2d,
     EqualLinear,
     MinibatchStdDev,
+    at_least_float32,
     bias_leaky_relu,
     fir_filter,
     modulated_conv2d,
@@ -50,12 +51,12 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool = False) -> torch.Tensor:
-        x = normalize_2nd_moment(z.float())
+        x = normalize_2nd_moment(z.to(self.w_avg.dtype))  # float32 under autocast; float64 in a float64 model
         for layer in self.layers:
             x = layer(x)
         if update_w_avg:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))  # float under autocast
+                self.w_avg.copy_(at_least_float32(x.detach()).mean(0).lerp(self.w_avg, self.w_avg_beta))
         if truncation_psi != 1.0:
             x = self.w_avg.to(x.dtype).lerp(x, truncation_psi)
         return x
@@ -254,7 +255,7 @@ class Generator(nn.Module):
         x = self.blocks[0].const[None].expand(ws.shape[0], -1, -1, -1)
         if inject is not None and 0 in inject:
             x = x + inject[0]
-        return SynthesisState(x=x, cut=0, ws=ws, noises=list(noises))
+        return SynthesisState(x=x, cut=0, ws=ws.to(x.dtype), noises=list(noises))
 
     def state_at(self, cut: int, x: torch.Tensor | None, ws: torch.Tensor | None = None,
                  noises: list[torch.Tensor] | None = None, img: torch.Tensor | None = None) -> SynthesisState:
@@ -275,7 +276,7 @@ class Generator(nn.Module):
                 raise RtilError("no ToRGB has run before cut 1: the skip image must be None")
         else:
             check_state_shape("skip image", img, (self.img_channels, *self.cut_shape(cut - 1)[1:]), cut)
-        return SynthesisState(x=x, cut=cut, ws=ws, noises=list(noises), img=img)
+        return SynthesisState(x=x, cut=cut, ws=ws.to(x.dtype), noises=list(noises), img=img)
 
     def advance(self, state: SynthesisState, upto: int, inject: Mapping[int, torch.Tensor] | None = None,
                 fused: bool = False) -> SynthesisState:
@@ -328,8 +329,8 @@ class Generator(nn.Module):
     def _add_rgb(self, img, x, j: int, ws, fused):
         y = self.blocks[j].torgb(x, ws[:, self.first_style_after(j + 1)], fused)  # the row cut j + 1 starts at
         if img is None:
-            return y.float()
-        return upsample2d(img, self.resample_filter) + y.float()
+            return at_least_float32(y)
+        return upsample2d(img, self.resample_filter) + at_least_float32(y)
 
 
 class DiscriminatorBlock(nn.Module):
