@@ -278,7 +278,8 @@ data: {dataset: digits, resolution: 8, channels: 1, batch_size: 4, holdout: 100}
 
 def test_finished_work_keeps_its_file_names(tmp_path):
     """The names under which a study finds its trained generators, tuning runs and cells (what makes it resume
-    without redoing anything), as rtil/study.py named them before the study became a package. If this fails on
+    without redoing anything): as rtil/study.py named them before the study became a package, except that tuning
+    runs and cells carry rtil.inverse.run.RESULTS_VERSION since version 2 (float64 draws). If this fails on
     purpose (e.g. a solver gained a setting), every finished study recomputes its tuning runs and cells."""
     from rtil.study.cells import evaluate_cells, tune_items
     from rtil.study.config_reading import read_study_config
@@ -299,8 +300,8 @@ def test_finished_work_keeps_its_file_names(tmp_path):
     study = read_study_config(path)
     assert {g: v.fingerprint for g, v in study.generators.items()} == {"vanilla": "a1f81f2e51", "rtil": "68cb2c6e1a"}
     assert [Path(i["path"]).name for i in tune_items(study)] == [
-        "vanilla__csgm__d929eebbc9.json", "vanilla__csgm__6e706bc9a7.json", "rtil__csgm__82025d11f9.json",
-        "rtil__csgm__006c5a9c9d.json"]
+        "vanilla__csgm__f3b17f81a4.json", "vanilla__csgm__c50d97739e.json", "rtil__csgm__211030faa7.json",
+        "rtil__csgm__8a9650b897.json"]
     assert [c["id"] for c in evaluate_cells(study)] == [
-        "vanilla__csgm__cs__0.25__f9e07bf63b", "vanilla__csgm__cs__0.5__6e70df19d4",
-        "rtil__csgm__cs__0.25__595f6d67c5", "rtil__csgm__cs__0.5__129c42d83f"]
+        "vanilla__csgm__cs__0.25__b988658f85", "vanilla__csgm__cs__0.5__8aeca94be4",
+        "rtil__csgm__cs__0.25__3c05edc1f1", "rtil__csgm__cs__0.5__6dd00f87a6"]

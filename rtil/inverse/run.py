@@ -27,6 +27,11 @@ from rtil.inverse.randomness import image_generators
 from rtil.inverse.results import tree_map
 from rtil.inverse.solver import check_generator, generator_device
 
+# Raised by a change meant to change solvers' results for the same settings and seed (2: normal draws made in
+# float64, the same on every CPU). Study tuning runs and cells are named with it, so a study never mixes results
+# of two versions: work finished under an older one is recomputed.
+RESULTS_VERSION = 2
+
 SOLVERS = {"csgm": CSGM, "ilo": ILO, "mganprior": MGANPrior, "pulse": Pulse}
 TASKS = ("cs", "inpaint", "sr", "denoise")
 TASK_PARAMETER = {"cs": "ratio", "inpaint": "ratio", "sr": "factor", "denoise": "sigma"}  # each task's one parameter

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rtil.atomic_files import write_csv_atomically, write_json_atomically
 from rtil.errors import RtilError
+from rtil.inverse.run import RESULTS_VERSION
 from rtil.study.config import StudyConfig, short_hash
 
 METRICS = ("psnr", "ssim", "lpips")
@@ -32,7 +33,7 @@ def tune_items(cfg: StudyConfig) -> list[dict]:
                 settings = {**cfg.methods[m].settings, **change}
                 task = cfg.tune.task
                 key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task), task,
-                                  cfg.tune.param, cfg.tune.images.as_dict(), cfg.evaluate.seed])
+                                  cfg.tune.param, cfg.tune.images.as_dict(), cfg.evaluate.seed, RESULTS_VERSION])
                 items.append({"generator": g, "method": m, "change": change, "settings": settings,
                               "path": str(cfg.out / "tune" / f"{g}__{m}__{key}.json")})
     return items
@@ -85,7 +86,7 @@ def evaluate_cells(cfg: StudyConfig) -> list[dict]:
                         for param in ev.tasks[task]:
                             key = short_hash([cfg.generators[g].fingerprint, m,
                                               effective_settings(cfg, m, settings, task), task, param,
-                                              ev.images.as_dict(), ev.seed])
+                                              ev.images.as_dict(), ev.seed, RESULTS_VERSION])
                             cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
                                           "task": task, "param": param, "settings": settings,
                                           "id": f"{g}__{m}__{task}__{param}__{key}"})
