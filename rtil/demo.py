@@ -63,7 +63,7 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
             "--model.init_args.total_kimg", str(train_kimg), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(train_dir), "--run_name", name,
             "--checkpoint.every_kimg", str(max(train_kimg / 2, 1.0)),
-            "--samples.every_kimg", str(max(train_kimg / 4, 1.0))]
+            "--samples.every_kimg", str(max(train_kimg / 4, 1.0)), "--trainer.enable_model_summary", "false"]
     if vanilla:
         args += ["--model.init_args.rtil", "null"]
     cli = train_main(args)
@@ -75,7 +75,10 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
     return final
 
 
-def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 5.0, sweep: bool = True) -> None:
+def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 5.0, sweep: bool = True,
+             sweep_settings: dict | None = None) -> None:
+    """The whole demo (`python -m rtil demo`). sweep_settings replace top-level keys of configs/eval/digits_demo.yaml
+    (e.g. fewer images, steps or ratios: tests/test_demo.py runs the demo on a tiny budget)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print("[1/3] building, sampling, exporting and reloading both generator families")
@@ -91,6 +94,7 @@ def run_demo(out_dir: str | Path, seed: int = 0, train_kimg: float = 5.0, sweep:
     from rtil.inverse.sweep import run_sweep
 
     cfg = read_yaml(CONFIG_DIR / "eval" / "digits_demo.yaml")
+    cfg.update(sweep_settings or {})
     cfg.update(out=str(out_dir / "sweep"), models=models, seed=seed)
     cfg["methods"] = {m: str(CONFIG_DIR / "invert" / Path(v).name) if isinstance(v, str) else v
                       for m, v in cfg["methods"].items()}

@@ -16,6 +16,20 @@ OFFLINE_ENV = "RTIL_OFFLINE"
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download is given up
 
 
+def shown_cache_path(path: str | os.PathLike) -> str:
+    """`path` as messages and result files name it: a file in the torch hub cache as $TORCH_HOME/hub/... (torch's
+    default TORCH_HOME, $XDG_CACHE_HOME/torch or ~/.cache/torch, included), so that no machine's home directory
+    is printed or stored; any other path (torch.hub.set_dir elsewhere) as it is."""
+    default_home = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    hub = Path(os.path.expanduser(os.environ.get("TORCH_HOME", default_home))) / "hub"
+    if Path(torch.hub.get_dir()) == hub:
+        try:
+            return "$TORCH_HOME/hub/" + Path(path).relative_to(hub).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
 def downloads_off(offline: bool = False) -> bool:
     """Whether downloads are off: `offline`, or RTIL_OFFLINE set to anything but '' or '0'."""
     return offline or os.environ.get(OFFLINE_ENV, "") not in ("", "0")

@@ -107,3 +107,53 @@ def test_export_to_safetensors(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["export", str(ckpt), str(tmp_path / "h.pt"), "--format", "safetensors"]) == 2
     assert "h.safetensors" in capsys.readouterr().err and not (tmp_path / "h.pt").exists()
+
+
+TINY_DEMO = """
+import sys
+from rtil.cli import main
+from rtil.demo import run_demo
+
+assert main(["demo", "--out", sys.argv[1] + "/models", "--train-kimg", "0"]) == 0  # step 1 through the command
+run_demo(sys.argv[1] + "/all", train_kimg=0.016, sweep_settings={  # every step, one batch, two digits, few steps
+    "num_images": 2, "batch_size": 2, "tasks": {"cs": [0.25]},
+    "methods": {"ilo": {"steps": [2, 1, 1], "range_steps": 1}, "mganprior": {"restarts": 1, "steps": 2}}})
+"""
+# Every line the demo may print besides its own (the lines of rtil/demo.py, the sweep's and the training's):
+# Lightning's start-up facts and our progress bars. Anything else (a warning, a source line, wandb's banner or
+# summary, a tip) fails the test.
+EXPECTED_OTHER_LINES = (r"Seed set to \d+", r"GPU available: (True|False), used: (True|False)",
+                        r"TPU available: (True|False), using: \d+ TPU cores", r"(training|sweep cells): .*")
+
+
+def test_the_demo_prints_progress_and_results_and_no_warnings(tmp_path):
+    """The demo's entry points (`python -m rtil demo` step 1; run_demo's training, sweep and closing text) on a tiny
+    budget, as a user runs them (a fresh process, Python's default warning filters, sys.argv of another command):
+    offline, without the LPIPS weights, it says so once in one line and prints nothing it does not mean to."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    script = tmp_path / "tiny_demo.py"
+    script.write_text(TINY_DEMO)
+    (tmp_path / "torch_home").mkdir()
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"), "RTIL_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "WANDB_DIR": str(tmp_path / "wandb_dir"), "PYTHONWARNINGS": ""}
+    env.pop("WANDB_SILENT", None)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line.strip() for line in (done.stdout + done.stderr).replace("\r", "\n").splitlines() if line.strip()]
+    lpips = [line for line in lines if "LPIPS" in line and "unavailable" in line]
+    assert lpips == ["LPIPS: unavailable, see README (no $TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth: "
+                     "downloads are off (RTIL_OFFLINE=1 or --offline))"], lpips
+    ours = [r"\[\d/3\] .*", r"(stylegan2|pggan)_digits: \d+ members, untrained -> .*", r"exported generator: .*",
+            r"trained generator: .*", r"sweep: \d+ cells .*", r"curves: .*", r"What (the demo's figures show|they "
+            r"do not show): .*", r"Measured here, RTIL - vanilla PSNR .*", r"(ilo|mganprior) cs 0.25 .*\(n 2\)",
+            r"--train-kimg 0: only step 1 ran .*", re.escape(lpips[0])]
+    allowed = re.compile("|".join(f"(?:{p})" for p in ours + list(EXPECTED_OTHER_LINES)))
+    unexpected = [line for line in lines if not allowed.fullmatch(line)]
+    assert unexpected == [], "\n".join(unexpected)
+    assert not re.search(r"\bwarn|deprecat|\btip\b|wandb:", done.stdout + done.stderr, re.IGNORECASE)
+    assert (tmp_path / "all" / "WHAT_THIS_SHOWS.txt").is_file()

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -50,13 +51,28 @@ def test_identical_images_and_unit_range():
     assert torch.equal(to_unit_range(torch.tensor([-2.0, -1.0, 0.0, 1.0])), torch.tensor([0.0, 0.0, 0.5, 1.0]))
 
 
-def test_load_lpips_without_cached_weights(tmp_path, monkeypatch):
+def lpips_notes(caplog) -> list[str]:
+    """The one-line notes load_lpips logged since the last call (and clears them)."""
+    notes = [r.getMessage() for r in caplog.records if r.name == "rtil.evaluation.metrics"]
+    caplog.clear()
+    return notes
+
+
+def test_load_lpips_without_cached_weights(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.warns(UserWarning, match="LPIPS is unavailable"):
-        assert load_lpips() is None
+    monkeypatch.setattr(metrics, "_said", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a note, not a warning with a source line
+        assert load_lpips() is None and load_lpips() is None
+    note = "LPIPS: unavailable, see README (no $TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth: downloads are off"
+    assert len(lpips_notes(caplog)) == 1  # said once per process and reason
+    assert load_lpips() is None and lpips_notes(caplog) == []
+    monkeypatch.setattr(metrics, "_said", set())
+    assert load_lpips() is None and [n[:len(note)] for n in lpips_notes(caplog)] == [note]
     settings = metric_settings(None)
     assert settings["lpips"]["status"] == "unavailable"
     assert metrics.ALEXNET_URL in settings["lpips"]["reason"]
+    assert "$TORCH_HOME/hub/checkpoints/" in settings["lpips"]["reason"] and str(tmp_path) not in json.dumps(settings)
     assert not any(tmp_path.rglob("*.pth"))  # nothing was downloaded
     json.dumps(settings)
 
@@ -129,7 +145,7 @@ def test_paired_difference():
         paired_difference([1.0, 2.0], [1.0])
 
 
-def test_lpips_weights_are_fetched_on_first_use_unless_downloads_are_off(tmp_path, monkeypatch):
+def test_lpips_weights_are_fetched_on_first_use_unless_downloads_are_off(tmp_path, monkeypatch, caplog):
     import io
 
     features = {f"features.{name.split('.', 1)[1]}": torch.randn_like(t)
@@ -147,12 +163,12 @@ def test_lpips_weights_are_fetched_on_first_use_unless_downloads_are_off(tmp_pat
             f.write(data)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    with pytest.warns(UserWarning, match="downloads are off"):  # the test session runs with RTIL_OFFLINE=1
-        assert load_lpips() is None
-    assert calls == []
+    monkeypatch.setattr(metrics, "_said", set())
+    assert load_lpips() is None  # the test session runs with RTIL_OFFLINE=1
+    assert calls == [] and "downloads are off" in lpips_notes(caplog)[0]
     monkeypatch.delenv("RTIL_OFFLINE")
-    with pytest.warns(UserWarning, match="downloads are off"):
-        assert load_lpips(offline=True) is None
+    monkeypatch.setattr(metrics, "_said", set())
+    assert load_lpips(offline=True) is None and "downloads are off" in lpips_notes(caplog)[0]
     loaded = load_lpips()
     assert calls == [metrics.ALEXNET_URL] and loaded is not None
     assert load_lpips() is not None and len(calls) == 1  # cached now
@@ -162,5 +178,4 @@ def test_lpips_weights_are_fetched_on_first_use_unless_downloads_are_off(tmp_pat
 
     (tmp_path / "hub" / "checkpoints" / metrics.ALEXNET_FILE).unlink()
     monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
-    with pytest.warns(UserWarning, match="download of .* failed"):
-        assert load_lpips() is None
+    assert load_lpips() is None and "download of https://download.pytorch.org" in lpips_notes(caplog)[0]

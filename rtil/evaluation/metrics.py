@@ -1,10 +1,11 @@
 """Per-image reconstruction metrics: PSNR, SSIM, LPIPS. Images (B, C, H, W) in [0, 1]; every metric returns (B,).
 
 LPIPS is the `lpips` package's AlexNet v0.1 model. Its ImageNet backbone is read from the torch hub cache
-(the file torchvision itself would download); nothing is ever downloaded. Without that file LPIPS is
-unavailable and `load_lpips` returns None: no number is better than a number from the wrong network.
+(the file torchvision itself would download, fetched on first use unless downloads are off). Without that file
+LPIPS is unavailable and `load_lpips` returns None: no number is better than a number from the wrong network.
 """
 
+import logging
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -20,6 +21,8 @@ SSIM_SETTINGS = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1":
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet_Weights.IMAGENET1K_V1
 ALEXNET_URL = f"https://download.pytorch.org/models/{ALEXNET_FILE}"
 ALEXNET_SHA256_PREFIX = "7be5be79"
+log = logging.getLogger(__name__)
+_said: set[str] = set()  # the one-line LPIPS notes already logged by this process
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -87,7 +90,11 @@ def alexnet_weights_path() -> Path:
 
 
 def lpips_unavailable_message(why: str | None = None) -> str:
-    path = alexnet_weights_path()
+    """Why LPIPS is unavailable and how to make it available (stored in result files: the weights' place is
+    written $TORCH_HOME/hub/..., not this machine's home directory)."""
+    from rtil.weights import shown_cache_path
+
+    path = shown_cache_path(alexnet_weights_path())
     return (f"LPIPS is unavailable: the AlexNet backbone weights {path} are missing"
             f"{f' ({why})' if why else ''}. On a machine with internet access download {ALEXNET_URL} and copy "
             f"it to {path} (or set TORCH_HOME to a directory holding hub/checkpoints/{ALEXNET_FILE}). LPIPS will "
@@ -97,16 +104,23 @@ def lpips_unavailable_message(why: str | None = None) -> str:
 def load_lpips(device: torch.device | str = "cpu", check_hash: bool = True, offline: bool = False
                ) -> LpipsMetric | None:
     """The LPIPS (AlexNet, v0.1) metric with torchvision's ImageNet backbone, fetched on first use into the
-    torch hub cache unless downloads are off (`offline` or RTIL_OFFLINE=1, rtil/weights.py), or None (with a
-    warning saying how to provide the weights). check_hash compares the file's SHA-256 with the prefix in its
-    name, as torchvision does."""
+    torch hub cache unless downloads are off (`offline` or RTIL_OFFLINE=1, rtil/weights.py), or None. Unavailable,
+    it logs one line (logger rtil.evaluation.metrics, level WARNING, once per process and reason: a command's
+    output says it once, not per cell), "LPIPS: unavailable, see README (why)"; lpips_unavailable_message says
+    how to provide the weights, and metric_settings(None) stores that in result files. check_hash compares the
+    file's SHA-256 with the prefix in its name, as torchvision does."""
     from rtil.checkpoints import safe_torch_load
     from rtil.weights import check_sha256, fetch
 
     path = alexnet_weights_path()
     why = fetch(ALEXNET_URL, path, ALEXNET_SHA256_PREFIX if check_hash else None, offline)
     if why is not None:
-        warnings.warn(lpips_unavailable_message(why), stacklevel=2)
+        from rtil.weights import shown_cache_path
+
+        note = f"LPIPS: unavailable, see README (no {shown_cache_path(path)}: {why})"
+        if note not in _said:
+            _said.add(note)
+            log.warning(note)
         return None
     if check_hash:
         check_sha256(path, ALEXNET_SHA256_PREFIX, "torchvision's AlexNet file", ALEXNET_URL)

@@ -1,10 +1,12 @@
 """The training command line (LightningCLI); `train.py` at the repository root calls `main`."""
 
+import logging
 import sys
 import warnings
 from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
 
 from rtil.data import sigterm
 from rtil.data.datamodule import GanDataModule
@@ -13,6 +15,44 @@ from rtil.training.base import GanModule
 from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, SampleQuality, Throughput
 
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+class QuietWandbLogger(WandbLogger):
+    """Lightning's WandbLogger without wandb's terminal output that a user cannot act on: offline, wandb prints
+    nothing (no banner, run summary or sync hints: the run's files are in <default_root_dir>/wandb, `wandb sync`
+    uploads them); online, only what is essential (the run's address). wandb does not look for a git repository
+    or save the code (a run's root is an output folder, not a clone), does not capture the console, and is not
+    given Lightning's `anonymous=None`, which wandb warns about as a deprecated setting."""
+
+    def __init__(self, *args, offline: bool = False, **kwargs):
+        import wandb
+
+        kwargs.setdefault("settings", wandb.Settings(silent=offline, quiet=True, console="off", disable_git=True,
+                                                     disable_code=True, save_code=False))
+        super().__init__(*args, offline=offline, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning's advertisement for its cloud logger, logged at every Trainer's start whatever its loggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
+
+
+def quiet_dependencies() -> None:
+    """Silence, precisely, the dependencies' output a user of the training command cannot act on (each by its
+    message and where it comes from; nothing else is filtered)."""
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
+    # Lightning 2.6 calls isinstance(treespec, LeafSpec), which torch 2.14 deprecates: harmless, nothing to act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
+    # Lightning logs its tip through lightning_utilities' rank_zero `log`, which is one of these two loggers.
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLightningTips) for f in logger.filters):
+            logger.addFilter(_DropLightningTips())
 
 
 class OneLineErrorParser(LightningArgumentParser):
@@ -50,6 +90,17 @@ class RtilCLI(LightningCLI):
                                  "and schedules start fresh; the RTIL family may differ from the file's. Not with "
                                  "--ckpt_path, which resumes a run exactly")
 
+    def parse_arguments(self, parser, args):
+        # Called with `args` (the demo, python -m rtil demo ...), the process's own arguments belong to another
+        # command: Lightning would warn that both were given. Only while parsing (a DDP launch re-runs sys.argv).
+        argv = sys.argv
+        if args is not None:
+            sys.argv = sys.argv[:1]
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            sys.argv = argv
+
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         root = cfg.trainer.default_root_dir or "outputs/train"
@@ -64,7 +115,7 @@ class RtilCLI(LightningCLI):
             loggers = [{"class_path": "pytorch_lightning.loggers.CSVLogger",
                         "init_args": {"save_dir": root, "name": cfg.run_name}}]
             if cfg.wandb != "disabled":
-                loggers.append({"class_path": "pytorch_lightning.loggers.WandbLogger",
+                loggers.append({"class_path": "rtil.training.cli.QuietWandbLogger",
                                 "init_args": {"save_dir": root, "name": cfg.run_name, "project": "rtil",
                                               "offline": cfg.wandb == "offline"}})
             cfg.trainer.logger = loggers
@@ -207,7 +258,7 @@ def _rtil_error_in(error: BaseException) -> RtilError | None:
 def main(args=None) -> RtilCLI:
     """Run the training CLI (`args` as on the command line; None reads sys.argv). Returns the CLI
     object (its `.trainer` and `.model`) for programmatic use; user errors exit with status 2."""
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # the EMA generator is eval
+    quiet_dependencies()
     # Python hides DeprecationWarnings outside __main__; the deprecated flat RTIL keys should be seen.
     warnings.filterwarnings("default", category=DeprecationWarning, message="rtil_")
     previous, sigterm.force_exit_seconds = sigterm.force_exit_seconds, 10.0  # a SIGTERM during a data wait ends
@@ -237,8 +288,6 @@ def main(args=None) -> RtilCLI:
 def finish_wandb_run(trainer) -> None:
     """Close the run's Weights & Biases run, so that a second training in the same process (the demo trains two)
     gets its own run instead of logging into this one."""
-    from pytorch_lightning.loggers import WandbLogger
-
     if any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
         import wandb
 
