@@ -44,7 +44,8 @@ def test_fid_and_kid_rank_a_generators_own_samples_far_below_noise():
 def test_offline_without_cached_weights_is_unavailable_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     extractor, why_not = load_inception(offline=True)
-    assert extractor is None and "downloads are off" in why_not and str(tmp_path) in why_not
+    assert extractor is None and "downloads are off" in why_not
+    assert "$TORCH_HOME/hub/checkpoints/" in why_not and str(tmp_path) not in why_not  # no machine's path
     monkeypatch.setenv("RTIL_OFFLINE", "1")
     assert load_inception()[0] is None
 

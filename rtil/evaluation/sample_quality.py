@@ -39,7 +39,7 @@ def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]
     import shutil
     import tempfile
 
-    from rtil.weights import check_sha256, fetch
+    from rtil.weights import check_sha256, fetch, shown_cache_path
 
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
@@ -48,8 +48,8 @@ def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]
     path = inception_weights_path()
     why = fetch(INCEPTION_URL, path, INCEPTION_SHA256[:8], offline)
     if why is not None:
-        return None, (f"the FID Inception weights are not in {path} ({why}); on a machine with internet access "
-                      f"download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
+        return None, (f"the FID Inception weights are not in {shown_cache_path(path)} ({why}); on a machine with "
+                      f"internet access download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
     with tempfile.TemporaryDirectory(prefix="rtil-inception-") as private:  # readable by this user only
         copy = Path(private) / INCEPTION_FILE
         shutil.copyfile(path, copy)
