@@ -11,12 +11,15 @@ trained with the same seed); the report gives each pair and the pooled differenc
 
 The modules follow the data, and each imports only the ones before it:
 
-    config, config_checks, config_reading   the typed StudyConfig, read and checked once from the YAML file
+    config, config_checks, config_arms, config_reading   the typed StudyConfig, read and checked once from the
+                                            YAML file (config_arms: snapshots and same-start generators)
+    snapshots                               a trained generator's checkpoints at a budget (snapshots, init_from)
     cells                                   the work-item files (tuning runs, evaluation cells), the per-image CSV
     stages                                  train, export, tune, evaluate: the items to do, doing one item
-    report_stats, report_sections, report_generators, report   the report, from the cells
+    report_stats, report_sections, report_generators, report_arms, report   the report, from the cells
+                                            (report_arms: training length, same start, quality-matched pairs)
     runner                                  the stages in order (worker processes), then the report: the CLI's entry
 """
 
-MODULE_ORDER = ("config", "config_checks", "config_reading", "cells", "stages", "report_stats", "report_sections",
-                "report_generators", "report", "runner")
+MODULE_ORDER = ("config", "config_checks", "config_arms", "config_reading", "snapshots", "cells", "stages",
+                "report_stats", "report_sections", "report_generators", "report_arms", "report", "runner")

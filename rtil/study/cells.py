@@ -25,9 +25,12 @@ def effective_settings(cfg: StudyConfig, method: str, settings: dict, task: str)
 
 
 def tune_items(cfg: StudyConfig) -> list[dict]:
-    """Every tuning run: {generator, method, change (to the common settings), settings, path (its JSON file)}."""
+    """Every tuning run: {generator, method, change (to the common settings), settings, path (its JSON file)}; none
+    for a generator that takes another's tuned settings (tune_from)."""
     items = []
     for g, methods in cfg.generator_methods().items():
+        if cfg.generators[g].tune_from is not None:
+            continue
         for m in methods:
             for change in cfg.tune.grids.get(m, []):
                 settings = {**cfg.methods[m].settings, **change}
@@ -58,7 +61,9 @@ def tune_result(item: dict) -> dict:
 
 def tuned_settings(cfg: StudyConfig, generator: str, method: str) -> tuple[dict, dict | None]:
     """The best tuning candidate (highest mean validation PSNR) of `method` on `generator` and its change to the
-    common settings; (common settings, None) when the method has no grid."""
+    common settings; (common settings, None) when the method has no grid. A generator with `tune_from` gets that
+    generator's choice (e.g. a snapshot tuned at the longest budget)."""
+    generator = cfg.generators[generator].tune_from or generator
     items = [i for i in tune_items(cfg) if i["generator"] == generator and i["method"] == method]
     if not items:
         return cfg.methods[method].settings, None
@@ -120,8 +125,9 @@ def cell_images(cfg: StudyConfig, cell: dict) -> dict:
     return safe_torch_load(cell_file(cfg, cell).with_suffix(".pt"), "study cell")
 
 
-def write_per_image_csv(cells: list[dict], path: Path) -> list[dict]:
-    """One row per (cell, image): what every table of the report is computed from."""
+def write_per_image_csv(cells: list[dict], path: Path, extra=None) -> list[dict]:
+    """One row per (cell, image): what every table of the report is computed from; `extra(rows)` gives further rows
+    (e.g. the quality-matched pairs' rows, which the report pairs after export)."""
     rows = []
     for c in cells:
         comparison = c["comparison"]
@@ -131,5 +137,6 @@ def write_per_image_csv(cells: list[dict], path: Path) -> list[dict]:
                          "settings": c["kind"], "task": c["task"], "param": c["param"], "image": image,
                          "measurement_loss": r["measurement_loss"][i],
                          **{m: r["metrics"][m][i] for m in METRICS if m in r["metrics"]}})
+    rows += extra(rows) if extra is not None else []
     write_csv_atomically(path, rows)
     return rows

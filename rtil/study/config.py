@@ -28,13 +28,21 @@ class Images:
 
 @dataclass(frozen=True)
 class Generator:
-    """A generator to train: a training config file, its seed and changes to it (train.py arguments)."""
+    """A generator to train: a training config file, its seed and changes to it (train.py arguments); or a snapshot
+    of one (`source`'s checkpoint at `kimg`, not trained itself); or one that starts from another's checkpoint
+    (`init_from`: {generator, kimg}, trained after it)."""
 
     config: str
     seed: int
     set: dict
     fingerprint: str  # a hash of everything that determines the trained generator (see training_settings)
     members_per_step: int  # its training cost relative to a vanilla generator
+    total_kimg: float | None = None  # its training length (None: the training config's default)
+    checkpoint_kimg: float | None = None  # its checkpoint interval
+    source: str | None = None  # a snapshot: the trained generator it is taken from, at `kimg`
+    kimg: float | None = None
+    init_from: dict | None = None  # {generator, kimg}: trained from that generator's checkpoint at kimg
+    tune_from: str | None = None  # use that generator's tuned settings (no tuning runs of its own)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,10 @@ class Comparison:
     methods: list
     tasks: list
     settings: list
+    group: str = ""  # a comparison expanded from `snapshots`: the config's comparison name
+    kimg: float | None = None  # and the snapshot's training budget
+    tune_at: str = "each"  # snapshots tuned each on its own ('each') or at the longest budget ('longest')
+    quality_matched: bool = False  # the report also pairs each treatment snapshot with the closest-FDD baseline
 
     @property
     def generators(self) -> list[str]:
@@ -111,6 +123,20 @@ class StudyConfig:
         """The generators some comparison needs, in the config's order."""
         used = {g for c in self.comparisons.values() for g in c.generators}
         return [g for g in self.generators if g in used]
+
+    def trained_generators(self) -> list[str]:
+        """The generators the train stage trains: the used ones, the sources of used snapshots and every generator
+        one of them starts from (init_from), in the config's order."""
+        needed, todo = set(), list(self.used_generators())
+        while todo:
+            name = todo.pop()
+            g = self.generators[name]
+            if g.source is not None:
+                todo.append(g.source)
+            elif name not in needed:
+                needed.add(name)
+                todo += [g.init_from["generator"]] if g.init_from else []
+        return [g for g in self.generators if g in needed]
 
     def generator_methods(self) -> dict[str, list[str]]:
         """generator -> the methods some comparison runs on it."""

@@ -17,6 +17,7 @@ from rtil.study.config import (
     Tuning,
     short_hash,
 )
+from rtil.study.config_arms import check_same_start, expand_snapshots, read_init_from, training_lengths
 from rtil.study.config_checks import check_known_keys, check_training_changes, image_files, image_range
 
 
@@ -100,7 +101,7 @@ def read_generators(raw: dict, path: Path, base: Path, holdout: int, train_kimg)
     for name, g in raw.items():
         if not isinstance(g, dict) or "config" not in g:
             raise RtilError(f"{path}: generator {name!r} needs a 'config' (a training config file)")
-        check_known_keys(g, ("config", "seed", "set"), f"{path}", f"generator {name!r}")
+        check_known_keys(g, ("config", "seed", "set", "init_from"), f"{path}", f"generator {name!r}")
         config = resolve_config_path(g["config"], base)
         train_cfg = read_yaml_file(config)
         changes = g.get("set") or {}
@@ -112,9 +113,14 @@ def read_generators(raw: dict, path: Path, base: Path, holdout: int, train_kimg)
                             f"of training)")
         seed = int(g.get("seed", 0))
         settings = training_settings(train_cfg, changes)
-        generators[name] = Generator(config=str(config), seed=seed, set=changes,
-                                     fingerprint=short_hash([settings, seed, train_kimg]),
-                                     members_per_step=members_per_step(settings))
+        total, every = training_lengths(changes, settings, train_kimg)
+        identity = [settings, seed, train_kimg]
+        init_from = read_init_from(g["init_from"], name, generators, f"{path}") if "init_from" in g else None
+        if init_from is not None:  # and the checkpoint it starts from
+            identity.append({"init_from": generators[init_from["generator"]].fingerprint, "kimg": init_from["kimg"]})
+        generators[name] = Generator(config=str(config), seed=seed, set=changes, fingerprint=short_hash(identity),
+                                     members_per_step=members_per_step(settings), total_kimg=total,
+                                     checkpoint_kimg=every, init_from=init_from)
     return generators
 
 
@@ -164,8 +170,8 @@ def read_comparisons(raw: dict, path: Path, generators: dict, methods: dict, tas
                      evaluate: dict) -> dict[str, Comparison]:
     comparisons = {}
     for name, c in raw.items():
-        check_known_keys(c, ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings"), f"{path}",
-                         f"comparison {name!r}")
+        check_known_keys(c, ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots",
+                             "tune_at", "quality_matched"), f"{path}", f"comparison {name!r}")
         for key in ("baseline", "treatment", "methods"):
             if not isinstance(c.get(key), list) or not c[key]:
                 raise RtilError(f"{path}: comparison {name!r} needs a non-empty list '{key}'")
@@ -188,9 +194,11 @@ def read_comparisons(raw: dict, path: Path, generators: dict, methods: dict, tas
             if kind not in SETTINGS_KINDS:
                 raise RtilError(f"{path}: evaluate.settings (or a comparison's settings) take 'tuned' and/or "
                                 f"'common', got {kind!r}")
-        comparisons[name] = Comparison(title=c.get("title", name), labels=c.get("labels") or ["baseline", "treatment"],
-                                       baseline=list(c["baseline"]), treatment=list(c["treatment"]),
-                                       methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings))
+        comparison = Comparison(title=c.get("title", name), labels=c.get("labels") or ["baseline", "treatment"],
+                                baseline=list(c["baseline"]), treatment=list(c["treatment"]),
+                                methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings))
+        check_same_start(name, comparison, generators, f"{path}")
+        comparisons.update(expand_snapshots(name, c, comparison, generators, f"{path}"))
     return comparisons
 
 

@@ -14,6 +14,13 @@ from rtil.atomic_files import write_json_atomically, write_text_atomically
 from rtil.evaluation.plots import plot_paired_differences
 from rtil.study.cells import read_cells, write_per_image_csv
 from rtil.study.config import StudyConfig
+from rtil.study.report_arms import (
+    length_section,
+    quality_matched,
+    quality_matched_answers,
+    quality_matched_rows,
+    same_start_answers,
+)
 from rtil.study.report_generators import g0_quality, stage_times, training
 from rtil.study.report_sections import curves, grid, protocol, tuning
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff, fmt_p
@@ -27,7 +34,8 @@ def write_report(cfg: StudyConfig) -> Path:
     stem = report.stem
     cells = read_cells(cfg)
     csv_path = report.with_name(f"{stem}_per_image.csv")
-    rows = write_per_image_csv(cells, csv_path)
+    matched = quality_matched(cfg)  # pairs of snapshots of equal sample quality: rows of their own in the CSV
+    rows = write_per_image_csv(cells, csv_path, lambda rows: quality_matched_rows(cfg, rows, matched))
     rows = [{**r, "param": str(r["param"])} for r in rows]
     run = "quick run" if cfg.quick else "study"
     lines = [f"# Does RTIL help? Vanilla vs RTIL generators as priors for inverse problems ({run})",
@@ -41,7 +49,7 @@ def write_report(cfg: StudyConfig) -> Path:
         lines += [f"LPIPS: not reported ({lpips})", ""]
     everything = {}
     summary_lines = []
-    for cname, comparison in cfg.comparisons.items():
+    for cname, comparison in {**cfg.comparisons, **matched}.items():
         crows = [r for r in rows if r["comparison"] == cname]
         stats = cell_statistics(crows, comparison)
         everything[cname] = stats
@@ -95,10 +103,18 @@ def write_report(cfg: StudyConfig) -> Path:
                                         f"{comparison.title}, {method} ({kind}): {label_t} - {label_b}")
                 lines += [f"![paired differences]({(figures / name).relative_to(report.parent)})", ""]
             lines += grid(cfg, cells, comparison, cname, method, figures, stem, report.parent)
-        tuning_lines, tuning_summary = tuning(cfg, comparison, cname, figures, stem, report.parent)
-        lines += tuning_lines
-        summary_lines += tuning_summary
-    lines += ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
+        if cname not in matched:
+            tuning_lines, tuning_summary = tuning(cfg, comparison, cname, figures, stem, report.parent)
+            lines += tuning_lines
+            summary_lines += tuning_summary
+    length_lines, length_answers = length_section(cfg, everything, rows, figures, stem, report.parent)
+    lines += length_lines + ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
+    arms = {"Training length: does the sign or size of the difference change with training?": length_answers,
+            "Same start: both arms continued from one checkpoint": same_start_answers(cfg, everything),
+            "Equal sample quality: quality-matched pairs": quality_matched_answers(cfg, matched, everything)}
+    for heading, answers in arms.items():
+        if answers:
+            lines += [f"### {heading}", "", *answers]
     if cfg.claims:
         lines += ["## Against the papers' claims", "", cfg.claims.strip(), ""]
     lines += training(cfg, figures, stem, report.parent)

@@ -9,7 +9,7 @@ from pathlib import Path
 from rtil.atomic_files import write_json_atomically
 from rtil.study.cells import read_cells, tune_items, tune_result
 from rtil.study.config import StudyConfig
-from rtil.study.stages import WORK_STAGES, export_record, samples_file, stage_log, train_record
+from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log, train_record
 
 FDD_SEEDS = (123, 124, 125)
 
@@ -83,9 +83,9 @@ def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int,
     """{stage: (items, seconds)} of the current config: the summed time of its train, tune and evaluate items as
     each item recorded it (training segments, tuning runs, cells), and the last export run over every generator
     in `entries` (stage_seconds.json)."""
-    train = [train_record(cfg, g)["seconds"] for g in cfg.used_generators()]
+    train = [train_record(cfg, g)["seconds"] for g in cfg.trained_generators()]
     tune = [tune_result(i)["seconds"] for i in tune_items(cfg)]
-    generators = len(cfg.used_generators())
+    generators = len(export_generators(cfg))
     exports = [e["seconds"] for e in entries if e["stage"] == "export" and e["items"] == generators]
     cells = {c["id"]: c for c in read_cells(cfg)}  # cells whose settings coincide share one file
     evaluate = [c["result"]["seconds"] for c in cells.values()]
@@ -94,7 +94,8 @@ def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int,
 
 
 def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str]:
-    """The generators section: a table of training cost and final FDD, FDD against kimg, the sample grids."""
+    """The generators section: a table of training cost and final FDD, FDD against kimg (trained generators; a
+    continued one from its start), the sample grids (every generator the comparisons use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,17 +106,18 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
              "| generator | seed | kimg | wall time | s / kimg | FDD per member (G0, G1, ...) at the end |",
              "|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=150)
-    for name in cfg.used_generators():
+    for name in cfg.trained_generators():
         done = train_record(cfg, name)
         fdd = export_record(cfg, name)
         lines.append(f"| {name} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min | {done['seconds'] / max(done['kimg'], 1e-9):.0f} | "
                      + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
-        curve = fdd["curve"]
+        curve, start = fdd["curve"], (cfg.generators[name].init_from or {}).get("kimg", 0.0)
         if curve:
             for member in range(len(curve[0]["fdd"])):
-                ax.plot([c["kimg"] for c in curve], [c["fdd"][member] for c in curve], marker=".",
+                ax.plot([start + c["kimg"] for c in curve], [c["fdd"][member] for c in curve], marker=".",
                         linestyle="-" if member == 0 else "--", label=f"{name} G{member}")
+    for name in cfg.used_generators():
         copy = figures / f"{stem}_samples_{name}.png"
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(samples_file(cfg, name), copy)

@@ -104,7 +104,11 @@ def tuning(cfg: StudyConfig, comparison: Comparison, cname: str, figures: Path, 
         candidates = cfg.tune.grids.get(method)
         if not candidates:
             continue
-        generators = comparison.generators
+        generators = [g for g in comparison.generators if cfg.generators[g].tune_from is None]
+        if not generators:  # every generator takes another's tuned settings (tuned at the longest budget)
+            lines += [f"{method}: each generator uses the settings tuned at the longest budget ("
+                      f"{', '.join(sorted({cfg.generators[g].tune_from for g in comparison.generators}))}).", ""]
+            continue
         lines += [f"Tuning of {method} ({cfg.tune.task} {cfg.tune.param}, validation PSNR in dB; "
                   "**bold**: chosen):", "",
                   "| change to the common settings | " + " | ".join(generators) + " |",
@@ -128,7 +132,7 @@ def tuning(cfg: StudyConfig, comparison: Comparison, cname: str, figures: Path, 
         lines += ["", f"![tuning]({(figures / name).relative_to(base)})", ""]
         spreads = []
         for arm, label in zip((comparison.baseline, comparison.treatment), comparison.labels, strict=True):
-            ranges = [max(c.mean for c in cis[g]) - min(c.mean for c in cis[g]) for g in arm]
+            ranges = [max(c.mean for c in cis[g]) - min(c.mean for c in cis[g]) for g in arm if g in cis]
             spreads.append(f"{label} {', '.join(f'{r:.2f}' for r in ranges)}")
         summary.append(f"- {comparison.title}, {method}: validation PSNR range (best - worst) over the "
                        f"{len(candidates)} tuning candidates, in dB, per generator: {'; '.join(spreads)}.")

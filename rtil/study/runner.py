@@ -42,20 +42,25 @@ def run_items(cfg: StudyConfig, stage: str, items: list, workers: int = 1) -> No
 
 def run_stage(cfg: StudyConfig, stage: str, run_config: Path) -> int:
     """Run one stage's unfinished items (in cfg.jobs worker processes, logs in out/logs/, when there are several);
-    returns how many items it ran."""
+    returns how many items it ran. Items that become ready meanwhile (a generator continued from one just trained)
+    run in a further round."""
     items = stage_items(cfg, stage)
-    workers = min(cfg.jobs, len(items))
     print(f"[{stage}] {len(items)} to do", flush=True)
-    if not items:
-        return 0
-    if workers <= 1:
-        run_items(cfg, stage, items)
-    else:
-        _run_workers(cfg, stage, run_config, workers, len(items))
-    left = stage_items(cfg, stage)
-    if left:
-        raise RtilError(f"{stage}: {len(left)} item(s) did not finish")
-    return len(items)
+    ran = 0
+    while items:
+        workers = min(cfg.jobs, len(items))
+        if workers <= 1:
+            run_items(cfg, stage, items)
+        else:
+            _run_workers(cfg, stage, run_config, workers, len(items))
+        ran += len(items)
+        left = stage_items(cfg, stage)
+        if {item_label(i) for i in left} & {item_label(i) for i in items}:
+            raise RtilError(f"{stage}: {len(left)} item(s) did not finish")
+        items = left
+        if items:
+            print(f"[{stage}] {len(items)} more ready", flush=True)
+    return ran
 
 
 def _run_workers(cfg: StudyConfig, stage: str, run_config: Path, workers: int, total: int) -> None:

@@ -10,7 +10,6 @@
 Items finished earlier are not listed again: an interrupted stage resumes, a finished one does nothing."""
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import yaml
 from rtil.errors import RtilError
 from rtil.study.cells import cell_done, evaluate_cells, tune_done, tune_items, write_tune_result
 from rtil.study.config import StudyConfig
+from rtil.study.snapshots import checkpoint_at, checkpoint_folder, kimg_checkpoints
 
 WORK_STAGES = ("train", "export", "tune", "evaluate")
 
@@ -56,7 +56,8 @@ def study_images(cfg: StudyConfig, which: str, resolution: int, channels: int):
 
 
 def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
-    """The train.py arguments of one generator of the study."""
+    """The train.py arguments of one generator of the study (a continued generator: --init_from the checkpoint it
+    starts from, until it has its own last.ckpt to resume from)."""
     g, out = cfg.generators[name], cfg.out
     args = ["fit", "--config", g.config, "--seed_everything", str(g.seed), "--data.seed", str(g.seed),
             "--model.init_args.seed", str(g.seed),
@@ -69,6 +70,9 @@ def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
         args += [f"--{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
     if (out / "train" / name / "checkpoints" / "last.ckpt").is_file():
         args += ["--ckpt_path", str(out / "train" / name / "checkpoints" / "last.ckpt")]
+    elif g.init_from is not None:
+        source, kimg = g.init_from["generator"], g.init_from["kimg"]
+        args += ["--init_from", str(checkpoint_at(cfg, source, kimg, f"generator {name!r} (init_from)"))]
     return args
 
 
@@ -96,13 +100,17 @@ def train_one(cfg: StudyConfig, name: str) -> None:
     timing = cfg.out / "train" / name / "timing.json"
     segments = json.loads(timing.read_text()) if timing.is_file() else []
     t0 = time.perf_counter()
-    cli = train_main(train_arguments(cfg, name))
+    arguments = train_arguments(cfg, name)
+    cli = train_main(arguments)
     segments.append({"seconds": time.perf_counter() - t0, "kimg": float(cli.model.kimg)})
     write_json_atomically(timing, segments)
+    start = cfg.generators[name].init_from
     write_json_atomically(cfg.out / "train" / name / "done.json",
                           {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
                            "fingerprint": cfg.generators[name].fingerprint,
-                           "segments": segments, "arguments": train_arguments(cfg, name)})
+                           "segments": segments, "arguments": arguments,
+                           **({"init_from": str(checkpoint_at(cfg, start["generator"], start["kimg"], name))}
+                              if start else {})})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -125,8 +133,8 @@ def export_done(cfg: StudyConfig, name: str) -> bool:
 
 
 def export_one(cfg: StudyConfig, name: str) -> None:
-    """generators/<name>.pt, samples/<name>.png (one row per member) and fdd/<name>.json (FDD per member at every
-    checkpoint's kimg)."""
+    """generators/<name>.pt, samples/<name>.png (one row per member) and fdd/<name>.json (FDD per member at the end
+    and, for a trained generator, at every checkpoint's kimg; a snapshot is its source's checkpoint at its kimg)."""
     import tempfile
 
     from rtil.atomic_files import write_json_atomically
@@ -134,16 +142,22 @@ def export_one(cfg: StudyConfig, name: str) -> None:
     from rtil.evaluation.digits_fd import member_fdds
     from rtil.evaluation.plots import save_member_grid
 
-    out = cfg.out
-    checkpoints = out / "train" / name / "checkpoints"
-    final = export_lightning_checkpoint(checkpoints / "last.ckpt", cfg.generator_file(name))
+    out, g = cfg.out, cfg.generators[name]
+    checkpoints = checkpoint_folder(cfg, name)
+    if g.source is not None:
+        last = checkpoint_at(cfg, g.source, g.kimg, f"snapshot {name!r}")
+    elif not train_done(cfg, name):
+        raise RtilError(f"generator {name!r} is not trained yet ({out / 'train' / name / 'done.json'} missing): "
+                        f"run the train stage")
+    else:
+        last = checkpoints / "last.ckpt"
+    final = export_lightning_checkpoint(last, cfg.generator_file(name))
     G = load_generator(final)
     save_member_grid(G, samples_file(cfg, name), 8, 0)
     curve = []
     with tempfile.TemporaryDirectory() as tmp:
-        for ckpt in sorted(checkpoints.glob("kimg*.ckpt")) if cfg.fdd_samples > 0 else []:
+        for kimg, ckpt in kimg_checkpoints(checkpoints) if cfg.fdd_samples > 0 and g.source is None else []:
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
-            kimg = float(re.match(r"kimg(\d+(?:\.\d+)?)", ckpt.stem).group(1))
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg.fdd_samples)})
     final = member_fdds(G, cfg.fdd_samples) if cfg.fdd_samples > 0 else None
     write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
@@ -191,17 +205,27 @@ def evaluate_one(cfg: StudyConfig, cell: dict, lpips_metric=None) -> None:
 
 def stage_items(cfg: StudyConfig, stage: str) -> list:
     """The stage's unfinished work items (generator names, tuning items or cells)."""
-    if stage == "train":  # the costliest first, so that the workers finish together
-        return sorted([g for g in cfg.used_generators() if not train_done(cfg, g)],
-                      key=lambda g: -cfg.generators[g].members_per_step)
+    if stage == "train":  # the costliest first, so that the workers finish together; a continued generator once
+        return sorted([g for g in cfg.trained_generators() if not train_done(cfg, g) and _can_start(cfg, g)],
+                      key=lambda g: -cfg.generators[g].members_per_step)  # the one it starts from is trained
     if stage == "export":
-        return [g for g in cfg.used_generators() if not export_done(cfg, g)]
+        return [g for g in export_generators(cfg) if not export_done(cfg, g)]
     if stage == "tune":
         return [i for i in tune_items(cfg) if not tune_done(i)]
     if stage == "evaluate":
         unique = {c["id"]: c for c in evaluate_cells(cfg)}
         return [c for c in unique.values() if not cell_done(cfg, c)]
     raise RtilError(f"unknown stage {stage!r}")
+
+
+def export_generators(cfg: StudyConfig) -> list[str]:
+    """The trained generators and the used ones (snapshots too)."""
+    return list(dict.fromkeys(cfg.trained_generators() + cfg.used_generators()))
+
+
+def _can_start(cfg: StudyConfig, name: str) -> bool:
+    init_from = cfg.generators[name].init_from
+    return init_from is None or train_done(cfg, init_from["generator"])
 
 
 def stage_log(cfg: StudyConfig) -> list[dict]:

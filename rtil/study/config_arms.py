@@ -1,0 +1,102 @@
+"""The study config's arms beyond one pair per generator: snapshots (a comparison's generators at several training
+budgets: `snapshots`, `tune_at`, `quality_matched`) and same-start generators (`init_from`: continue another
+generator's checkpoint), checked once when the config is read. A comparison with snapshots becomes one comparison
+per budget between snapshot generators named `<generator>_<kimg>kimg`."""
+
+from dataclasses import replace
+
+from rtil.errors import RtilError
+from rtil.study.config import Comparison, Generator, short_hash
+
+TUNE_AT = ("each", "longest")
+
+
+def snapshot_name(name: str, kimg: float) -> str:
+    return f"{name}_{kimg:g}kimg"
+
+
+def training_lengths(changes: dict, settings: dict, train_kimg) -> tuple[float | None, float]:
+    """(total kimg, checkpoint interval in kimg) of a generator, as train.py gets them from the study: its `set`,
+    else the study's train_kimg (checkpoints at half of it), else its training config (else KimgCheckpoint's 10)."""
+    total = (settings.get("model") or {}).get("init_args", {}).get("total_kimg")
+    every = (settings.get("checkpoint") or {}).get("every_kimg", 10.0)
+    if train_kimg is not None:
+        total, every = train_kimg, train_kimg / 2
+    total = changes.get("model.init_args.total_kimg", total)
+    every = changes.get("checkpoint.every_kimg", every)
+    return (None if total is None else float(total)), float(every)
+
+
+def read_init_from(spec, name: str, generators: dict, where: str) -> dict:
+    """{generator, kimg}: a generator defined before this one (and not itself a continuation's snapshot) and a
+    budget it reaches."""
+    if not isinstance(spec, dict) or set(spec) != {"generator", "kimg"}:
+        raise RtilError(f"{where}: generator {name!r}: init_from needs exactly 'generator' (one defined above it) "
+                        f"and 'kimg' (the budget of its checkpoint to start from), got {spec!r}")
+    source = generators.get(spec["generator"])
+    if source is None:
+        raise RtilError(f"{where}: generator {name!r} starts from {spec['generator']!r}, which is not a generator "
+                        f"defined above it")
+    kimg = _kimg(spec["kimg"], f"{where}: generator {name!r}: init_from kimg")
+    if source.total_kimg is not None and kimg > source.total_kimg:
+        raise RtilError(f"{where}: generator {name!r} starts from {spec['generator']!r} at {kimg:g} kimg, but that "
+                        f"generator trains only {source.total_kimg:g} kimg")
+    return {"generator": spec["generator"], "kimg": kimg}
+
+
+def _kimg(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise RtilError(f"{what} must be a number of kimg > 0, got {value!r}")
+    return float(value)
+
+
+def expand_snapshots(name: str, c: dict, comparison: Comparison, generators: dict,
+                     where: str) -> dict[str, Comparison]:
+    """The comparison itself, or (with `snapshots`) one comparison per budget between snapshot generators, which
+    are added to `generators`."""
+    snapshots, tune_at = c.get("snapshots"), c.get("tune_at", "each")
+    if tune_at not in TUNE_AT:
+        raise RtilError(f"{where}: comparison {name!r}: tune_at takes {' or '.join(TUNE_AT)}, got {tune_at!r}")
+    if snapshots is None:
+        if "tune_at" in c or c.get("quality_matched"):
+            raise RtilError(f"{where}: comparison {name!r}: tune_at and quality_matched need 'snapshots'")
+        return {name: comparison}
+    if not isinstance(snapshots, list) or not snapshots:
+        raise RtilError(f"{where}: comparison {name!r}: snapshots must be a list of kimg, e.g. [10, 20, 40, 80]")
+    budgets = sorted({_kimg(k, f"{where}: comparison {name!r}: a snapshot") for k in snapshots})
+    if not isinstance(c.get("quality_matched", False), bool):
+        raise RtilError(f"{where}: comparison {name!r}: quality_matched takes true or false")
+    for g in comparison.generators:
+        total = generators[g].total_kimg
+        if generators[g].source is not None:
+            raise RtilError(f"{where}: comparison {name!r} takes snapshots of {g!r}, itself a snapshot")
+        if total is not None and budgets[-1] > total:
+            raise RtilError(f"{where}: comparison {name!r}: snapshot {budgets[-1]:g} kimg is beyond generator {g!r}'s "
+                            f"training ({total:g} kimg)")
+    out = {}
+    for kimg in budgets:
+        for g in comparison.generators:
+            own = snapshot_name(g, kimg)
+            longest = snapshot_name(g, budgets[-1])
+            snapshot = replace(generators[g], fingerprint=short_hash([generators[g].fingerprint, "snapshot", kimg]),
+                               total_kimg=kimg, source=g, kimg=kimg, init_from=None,
+                               tune_from=longest if tune_at == "longest" and own != longest else None)
+            if own in generators and generators[own] != snapshot:
+                raise RtilError(f"{where}: comparison {name!r}: its snapshot {own!r} is also a generator of the config "
+                                f"(or another comparison's snapshot with other settings); rename that generator")
+            generators[own] = snapshot
+        out[snapshot_name(name, kimg)] = replace(
+            comparison, title=f"{comparison.title}, at {kimg:g} kimg",
+            baseline=[snapshot_name(g, kimg) for g in comparison.baseline],
+            treatment=[snapshot_name(g, kimg) for g in comparison.treatment], group=name, kimg=kimg,
+            tune_at=tune_at, quality_matched=bool(c.get("quality_matched", False)))
+    return out
+
+
+def check_same_start(name: str, comparison: Comparison, generators: dict[str, Generator], where: str) -> None:
+    """A pair with a continued generator must start both arms from the same checkpoint with the same seed."""
+    for b, t in zip(comparison.baseline, comparison.treatment, strict=True):
+        gb, gt = generators[b], generators[t]
+        if (gb.init_from or gt.init_from) and (gb.init_from != gt.init_from or gb.seed != gt.seed):
+            raise RtilError(f"{where}: comparison {name!r} pairs {b!r} with {t!r}: a same-start pair must continue "
+                            f"the same generator's checkpoint (init_from) with the same seed")

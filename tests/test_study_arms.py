@@ -1,0 +1,113 @@
+"""The study's arms (rtil/study/config_arms.py, snapshots.py, report_arms.py): snapshots at several training budgets
+tuned at the longest one, a same-start pair continued from a trained generator's checkpoint, quality-matched pairs;
+end to end on a tiny budget, and their config errors."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from test_study import TRAINING
+
+from rtil.errors import RtilError
+from rtil.study.config_reading import read_study_config
+from rtil.study.runner import run_study
+
+WORK = ("train", "export", "tune", "evaluate")
+
+
+def arms_config(tmp_path: Path, **changes) -> Path:
+    """A tiny study at 16x16 (4-image batches, 0.04 kimg, checkpoints every 0.02 kimg): snapshots at 0.02 and 0.04
+    kimg tuned at 0.04, quality-matched, and a same-start pair continuing the vanilla generator for 0.02 kimg."""
+    train = tmp_path / "train.yaml"
+    train.write_text(TRAINING.replace("resolution: 8", "resolution: 16"))
+    vanilla = {"model.init_args.rtil": None}
+    start = {"generator": "vanilla", "kimg": 0.04}
+    cfg = {"out": str(tmp_path / "out"), "report": str(tmp_path / "report" / "results.md"), "holdout": 100,
+           "train_kimg": 0.04, "fdd_samples": 32,
+           "generators": {"vanilla": {"config": str(train), "seed": 3, "set": vanilla},
+                          "rtil": {"config": str(train), "seed": 3},
+                          "more_vanilla": {"config": str(train), "seed": 3, "init_from": start,
+                                           "set": {**vanilla, "model.init_args.total_kimg": 0.02}},
+                          "more_rtil": {"config": str(train), "seed": 3, "init_from": start,
+                                        "set": {"model.init_args.total_kimg": 0.02}}},
+           "comparisons": {"length": {"labels": ["vanilla", "RTIL"], "baseline": ["vanilla"], "treatment": ["rtil"],
+                                      "methods": ["csgm"], "snapshots": [0.04, 0.02], "tune_at": "longest",
+                                      "quality_matched": True},
+                           "same_start": {"labels": ["vanilla", "RTIL"], "baseline": ["more_vanilla"],
+                                          "treatment": ["more_rtil"], "methods": ["csgm"]}},
+           "methods": {"csgm": {"steps": 8, "restarts": 1}},
+           "tune": {"images": {"split": "validation", "first": 0, "count": 3}, "task": "cs", "param": 0.25,
+                    "grids": {"csgm": [{}, {"lr": 0.05}]}},
+           "evaluate": {"images": {"split": "test", "first": 0, "count": 4}, "seed": 1, "settings": ["tuned"],
+                        "tasks": {"cs": [0.25], "sr": [4]}}}
+    for key, value in changes.items():
+        cfg[key] = value
+    path = tmp_path / "arms.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_arms_end_to_end_and_a_rerun_does_nothing(tmp_path):
+    config = arms_config(tmp_path)
+    cfg = read_study_config(config)
+    assert list(cfg.comparisons) == ["length_0.02kimg", "length_0.04kimg", "same_start"]
+    assert cfg.trained_generators() == ["vanilla", "rtil", "more_vanilla", "more_rtil"]
+    assert cfg.generators["rtil_0.02kimg"].tune_from == "rtil_0.04kimg"
+    first = run_study(config)
+    assert first["ran"]["train"] == 4 and first["ran"]["evaluate"] == 12
+    # the continued pair started from the vanilla generator's checkpoint at 0.04 kimg
+    for name in ("more_vanilla", "more_rtil"):
+        done = yaml.safe_load((tmp_path / "out" / "train" / name / "done.json").read_text())
+        assert done["init_from"].endswith("vanilla/checkpoints/kimg00000.04.ckpt")
+        assert done["init_from"] == done["arguments"][done["arguments"].index("--init_from") + 1]
+    report = (tmp_path / "report" / "results.md").read_text()
+    for heading in ("## Training length: length", "## length, quality-matched pairs (closest G0 FDD)",
+                    "### Training length: does the sign or size", "### Same start: both arms continued",
+                    "### Equal sample quality: quality-matched pairs", "## Wall time per stage"):
+        assert heading in report, heading
+    assert "tuned once at the longest budget and applied to every snapshot" in report
+    assert "From 0.02 to 0.04 kimg the difference moves by" in report
+    assert (tmp_path / "report" / "figures" / "results_length_csgm_tuned_length.png").is_file()
+    with open(tmp_path / "report" / "results_per_image.csv") as f:
+        comparisons = {r["comparison"] for r in csv.DictReader(f)}
+    assert comparisons == {"length_0.02kimg", "length_0.04kimg", "same_start", "length_quality_matched"}
+    again = run_study(config, stages=list(WORK))
+    assert again["ran"] == dict.fromkeys(WORK, 0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"snapshots": [0.08]}, "beyond generator 'vanilla'"),
+    ({"snapshots": [0]}, "must be a number of kimg > 0"),
+    ({"tune_at": "first"}, "tune_at takes each or longest"),
+    ({"snapshots": None, "quality_matched": True}, "need 'snapshots'"),
+])
+def test_bad_snapshot_settings_are_one_line_errors(tmp_path, change, message):
+    cfg = yaml.safe_load(arms_config(tmp_path).read_text())
+    cfg["comparisons"]["length"].update(change)
+    cfg["comparisons"]["length"] = {k: v for k, v in cfg["comparisons"]["length"].items() if v is not None}
+    with pytest.raises(RtilError, match=message):
+        read_study_config(arms_config(tmp_path, comparisons=cfg["comparisons"]))
+
+
+def test_same_start_pairs_must_share_their_start_and_the_source_must_come_first(tmp_path):
+    cfg = yaml.safe_load(arms_config(tmp_path).read_text())
+    generators = cfg["generators"]
+    generators["more_rtil"]["init_from"] = {"generator": "rtil", "kimg": 0.04}
+    with pytest.raises(RtilError, match="same-start pair must continue the same generator"):
+        read_study_config(arms_config(tmp_path, generators=generators))
+    generators["more_rtil"]["init_from"] = {"generator": "later", "kimg": 0.04}
+    with pytest.raises(RtilError, match="not a generator defined above it"):
+        read_study_config(arms_config(tmp_path, generators=generators))
+    generators["more_rtil"]["init_from"] = {"generator": "vanilla", "kimg": 1}
+    with pytest.raises(RtilError, match="trains only 0.04 kimg"):
+        read_study_config(arms_config(tmp_path, generators=generators))
+
+
+def test_a_continued_generator_needs_its_source_trained(tmp_path):
+    from rtil.study.stages import stage_items, train_arguments
+
+    cfg = read_study_config(arms_config(tmp_path))
+    assert stage_items(cfg, "train") == ["rtil", "vanilla"]  # the continued ones wait for vanilla
+    with pytest.raises(RtilError, match="'vanilla' trained to 0.04 kimg, but it is not trained yet"):
+        train_arguments(cfg, "more_rtil")
