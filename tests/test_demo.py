@@ -115,7 +115,8 @@ from rtil.cli import main
 from rtil.demo import run_demo
 
 assert main(["demo", "--out", sys.argv[1] + "/models", "--train-kimg", "0"]) == 0  # step 1 through the command
-run_demo(sys.argv[1] + "/all", train_kimg=0.016, sweep_settings={  # every step, one batch, two digits, few steps
+# every step: two batches (the second passes train_kimg, as the last batch of any training), two digits, few steps
+run_demo(sys.argv[1] + "/all", train_kimg=0.02, sweep_settings={
     "num_images": 2, "batch_size": 2, "tasks": {"cs": [0.25]},
     "methods": {"ilo": {"steps": [2, 1, 1], "range_steps": 1}, "mganprior": {"restarts": 1, "steps": 2}}})
 """

@@ -155,6 +155,7 @@ class KimgProgressBar(ProgressBar):
         if not (self._enabled and trainer.is_global_zero):
             return
         total = module.hparams.get("total_kimg")
+        total = max(total, round(module.kimg, 3)) if total is not None else None
         self._bar = tqdm(total=total, initial=round(module.kimg, 3), unit="kimg", desc="training", dynamic_ncols=True,
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total_fmt} kimg "
                                     "[{elapsed}<{remaining}{postfix}]")
@@ -163,7 +164,10 @@ class KimgProgressBar(ProgressBar):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self._bar is None:
             return
-        self._bar.update(round(module.kimg, 3) - self._bar.n)
+        done = round(module.kimg, 3)
+        if self._bar.total is not None and done > self._bar.total:  # the last batch passes total_kimg: the bar
+            self._bar.total = done                                   # ends at 100% of what was done, not beyond
+        self._bar.update(done - self._bar.n)
         seconds, kimg = time.perf_counter() - self._start[0], module.kimg - self._start[1]
         if kimg > 0:
             self._bar.set_postfix_str(f"{seconds / kimg:.0f} s/kimg", refresh=False)
