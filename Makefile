@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m rtil demo --out outputs/demo
+	$(PY) -m rtil demo --out outputs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest
