@@ -23,7 +23,7 @@ from rtil.study.report_arms import (
 )
 from rtil.study.report_generators import g0_quality, stage_times, training
 from rtil.study.report_sections import curves, grid, protocol, tuning
-from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff, fmt_p
+from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff, fmt_p, shown_kinds
 
 
 def write_report(cfg: StudyConfig) -> Path:
@@ -60,7 +60,7 @@ def write_report(cfg: StudyConfig) -> Path:
                   f"on the same images, operators, noise and starts.", ""]
         for method in comparison.methods:
             tuned = bool(cfg.tune.grids.get(method))
-            for kind in comparison.settings if tuned else ["common"]:
+            for kind in shown_kinds(cfg.tune.grids, comparison, method):
                 sel = [s for s in stats if s["method"] == method and s["settings"] == kind]
                 if not sel:
                     continue

@@ -10,7 +10,7 @@ from pathlib import Path
 from rtil.evaluation.stats import paired_difference
 from rtil.study.config import Comparison, StudyConfig
 from rtil.study.report_generators import g0_fdd
-from rtil.study.report_stats import cell_name, fmt_diff, verdict
+from rtil.study.report_stats import cell_name, fmt_diff, shown_kinds, verdict
 from rtil.study.stages import export_record
 
 
@@ -76,8 +76,11 @@ def image_differences(rows: list[dict], c: Comparison, cname: str, method: str, 
             for i in images}
 
 
-def _kinds(cfg: StudyConfig, c: Comparison, method: str) -> list[str]:
-    return c.settings if cfg.tune.grids.get(method) else ["common"]
+def _kinds(cfg: StudyConfig, c: Comparison, method: str) -> list[tuple[str, str]]:
+    """(settings kind, how the report names it) of each kind shown for the method."""
+    tuned = bool(cfg.tune.grids.get(method))
+    return [(kind, f"{kind} settings" if tuned else "common settings, no tuning grid")
+            for kind in shown_kinds(cfg.tune.grids, c, method)]
 
 
 def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures: Path, stem: str,
@@ -99,13 +102,13 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                for arm in ("baseline", "treatment")} if cfg.fdd_samples > 0 else None
         answers.append(f"**{group_title(first)}** (snapshots at {', '.join(f'{k:g}' for k in kimgs)} kimg; {tuning}):")
         for method in first.methods:
-            for kind in _kinds(cfg, first, method):
+            for kind, named in _kinds(cfg, first, method):
                 stats = {n: {(s["task"], s["param"]): s for s in everything[n]
                              if s["method"] == method and s["settings"] == kind} for n in names}
                 cells = list(stats[names[0]])
                 if not cells:
                     continue
-                lines += [f"### {method}, {kind} settings", "",
+                lines += [f"### {method}, {named}", "",
                           "| kimg | " + " | ".join(cell_name(*k) for k in cells)
                           + (f" | G0 FDD {label_b} | G0 FDD {label_t} |" if fdd else " |"),
                           "|---|" + "---|" * (len(cells) + (2 if fdd else 0))]
@@ -116,10 +119,10 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                         for k in cells) + quality)
                 name = f"{stem}_{group}_{method}_{kind}_length.png"
                 _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, figures / name,
-                             f"{group_title(first)}, {method} ({kind}): {label_t} - {label_b}")
+                             f"{group_title(first)}, {method} ({named}): {label_t} - {label_b}")
                 lines += ["", f"![{method} against kimg]({(figures / name).relative_to(base)})", ""]
                 for task, param in cells:
-                    answers.append(f"- {method} ({kind}), {cell_name(task, param)}: "
+                    answers.append(f"- {method} ({named}), {cell_name(task, param)}: "
                                    + _length_answer(rows, comps, names, stats, method, kind, task, param, label_t))
         answers.append("")
     return lines, answers
@@ -170,7 +173,7 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
     if fdd:
         ax = axes[0][1]
         for arm, label, style in (("baseline", comps[0].labels[0], "-"), ("treatment", comps[0].labels[1], "--")):
-            for g in {cfg.generators[x].source for c in comps for x in getattr(c, arm)}:
+            for g in sorted({cfg.generators[x].source for c in comps for x in getattr(c, arm)}):
                 curve = export_record(cfg, g)["curve"]
                 if curve:
                     ax.plot([p["kimg"] for p in curve], [p["fdd"][0] for p in curve], style, linewidth=0.8,
@@ -191,11 +194,11 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
 def cell_answers(cfg: StudyConfig, stats: list[dict], c: Comparison, method: str) -> list[str]:
     """One line per settings kind: each cell's pooled difference with its CI and verdict, and the counts."""
     out = []
-    for kind in _kinds(cfg, c, method):
+    for kind, named in _kinds(cfg, c, method):
         sel = [s for s in stats if s["method"] == method and s["settings"] == kind]
         if sel:
             counts = {v: sum(s["verdict"] == v for s in sel) for v in ("helps", "neutral", "hurts")}
-            out.append(f"- {method} ({kind}): {c.labels[1]} helps in {counts['helps']}, is neutral in "
+            out.append(f"- {method} ({named}): {c.labels[1]} helps in {counts['helps']}, is neutral in "
                        f"{counts['neutral']}, hurts in {counts['hurts']} of {len(sel)} cells: " + "; ".join(
                            f"{cell_name(s['task'], s['param'])} {fmt_diff(s['pooled']['psnr']['difference'])}"
                            for s in sel) + ".")

@@ -109,7 +109,9 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     for name in cfg.trained_generators():
         done = train_record(cfg, name)
         fdd = export_record(cfg, name)
-        lines.append(f"| {name} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
+        start = cfg.generators[name].init_from
+        label = f"{name} (from {start['generator']} at {start['kimg']:g} kimg)" if start else name
+        lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min | {done['seconds'] / max(done['kimg'], 1e-9):.0f} | "
                      + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
         curve, start = fdd["curve"], (cfg.generators[name].init_from or {}).get("kimg", 0.0)

@@ -10,7 +10,7 @@ from rtil.evaluation.plots import plot_curves, plot_tuning, save_comparison_grid
 from rtil.evaluation.stats import mean_ci
 from rtil.study.cells import cell_images, tune_items, tune_result, tuned_settings
 from rtil.study.config import Comparison, Images, StudyConfig
-from rtil.study.report_stats import cell_name
+from rtil.study.report_stats import cell_name, shown_kinds
 
 GRID_IMAGES = 3  # largest gains and largest losses shown per grid
 
@@ -67,7 +67,7 @@ def grid(cfg: StudyConfig, cells, comparison: Comparison, cname, method, figures
          base: Path) -> list[str]:
     """Truth | measurement | baseline | treatment for the images with the largest gains and losses, in the first
     cell of the first pair (tuned settings when evaluated)."""
-    kind = comparison.settings[0] if cfg.tune.grids.get(method) else "common"
+    kind = shown_kinds(cfg.tune.grids, comparison, method)[0]
     mine = [c for c in cells if c["comparison"] == cname and c["method"] == method and c["kind"] == kind]
     if not mine:
         return []

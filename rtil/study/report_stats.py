@@ -6,6 +6,14 @@ from rtil.study.cells import METRICS
 from rtil.study.config import Comparison
 
 
+def shown_kinds(grids: dict, comparison: Comparison, method: str) -> list[str]:
+    """The settings kinds the report shows for a method: the comparison's, or one for a method without a tuning grid
+    (its tuned settings are its common ones: 'common' if evaluated, else the kind its cells were evaluated under)."""
+    if grids.get(method):
+        return comparison.settings
+    return ["common"] if "common" in comparison.settings else comparison.settings[:1]
+
+
 def verdict(low: float, high: float) -> str:
     if low > 0:
         return "helps"
