@@ -111,3 +111,18 @@ def test_a_continued_generator_needs_its_source_trained(tmp_path):
     assert stage_items(cfg, "train") == ["rtil", "vanilla"]  # the continued ones wait for vanilla
     with pytest.raises(RtilError, match="'vanilla' trained to 0.04 kimg, but it is not trained yet"):
         train_arguments(cfg, "more_rtil")
+
+
+def test_the_long_study_config_keeps_its_trained_generators_and_has_every_arm_in_quick():
+    """configs/study/digits_long.yaml: the 4 StyleGAN2 generators keep the fingerprints they are trained under (a
+    change would make the study refuse them); --quick has snapshots, a same-start pair and PGGAN."""
+    path = Path(__file__).resolve().parent.parent / "configs" / "study" / "digits_long.yaml"
+    cfg = read_study_config(path)
+    assert {g: cfg.generators[g].fingerprint for g in cfg.trained_generators()[:4]} == {
+        "stylegan2_vanilla_seed0": "4c52cb5688", "stylegan2_rtil_seed0": "04b886d46f",
+        "stylegan2_vanilla_seed1": "0d6620d273", "stylegan2_rtil_seed1": "c494cdbfa9"}
+    quick = read_study_config(path, quick=True)
+    assert list(quick.comparisons) == ["stylegan2_length_0.032kimg", "stylegan2_length_0.064kimg",
+                                       "pggan_length_0.032kimg", "pggan_length_0.064kimg", "stylegan2_same_start"]
+    assert quick.generators["stylegan2_vanilla_seed1_more_rtil"].init_from == {
+        "generator": "stylegan2_vanilla_seed1", "kimg": 0.064}

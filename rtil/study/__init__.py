@@ -13,7 +13,7 @@ The modules follow the data, and each imports only the ones before it:
 
     config, config_checks, config_arms, config_reading   the typed StudyConfig, read and checked once from the
                                             YAML file (config_arms: snapshots and same-start generators)
-    snapshots                               a trained generator's checkpoints at a budget (snapshots, init_from)
+    snapshots                               a trained generator's record and its checkpoint at a budget
     cells                                   the work-item files (tuning runs, evaluation cells), the per-image CSV
     stages                                  train, export, tune, evaluate: the items to do, doing one item
     report_stats, report_sections, report_generators, report_arms, report   the report, from the cells

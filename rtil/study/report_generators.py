@@ -9,7 +9,8 @@ from pathlib import Path
 from rtil.atomic_files import write_json_atomically
 from rtil.study.cells import read_cells, tune_items, tune_result
 from rtil.study.config import StudyConfig
-from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log, train_record
+from rtil.study.snapshots import train_record
+from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log
 
 FDD_SEEDS = (123, 124, 125)
 

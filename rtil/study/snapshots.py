@@ -1,6 +1,7 @@
-"""A trained generator's checkpoints (out/train/<name>/checkpoints/kimgXXXXX.XX.ckpt, every `checkpoint_kimg`):
-the one a snapshot is exported from and the one a continued generator (`init_from`) starts from."""
+"""A trained generator's record (out/train/<name>/done.json) and checkpoints (checkpoints/kimgXXXXX.XX.ckpt, every
+`checkpoint_kimg`): the one a snapshot is exported from and the one a continued generator (`init_from`) starts from."""
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,22 @@ from rtil.study.config import StudyConfig
 
 KIMG_NAME = re.compile(r"kimg(\d+(?:\.\d+)?)")
 NAME_ROUNDING = 0.005  # the file names round kimg to 2 decimals
+
+
+def train_done(cfg: StudyConfig, name: str) -> bool:
+    """Whether the generator is trained; a generator trained with other settings is an error (not reused)."""
+    done = cfg.out / "train" / name / "done.json"
+    if not done.is_file():
+        return False
+    if json.loads(done.read_text()).get("fingerprint") != cfg.generators[name].fingerprint:
+        raise RtilError(f"generator {name!r} in {done.parent} was trained with other settings than the config now "
+                        f"gives; delete that folder (and {cfg.generator_file(name)}) to retrain it")
+    return True
+
+
+def train_record(cfg: StudyConfig, name: str) -> dict:
+    """A trained generator's done.json: kimg, seconds (all training segments), fingerprint, segments, arguments."""
+    return json.loads((cfg.out / "train" / name / "done.json").read_text())
 
 
 def checkpoint_folder(cfg: StudyConfig, name: str) -> Path:
@@ -27,7 +44,7 @@ def checkpoint_at(cfg: StudyConfig, name: str, kimg: float, why: str) -> Path:
     kimg (e.g. kimg00000.02 for 0.016) counts as at kimg."""
     g = cfg.generators[name]
     done = cfg.out / "train" / name / "done.json"
-    if not done.is_file():
+    if not train_done(cfg, name):
         raise RtilError(f"{why} needs generator {name!r} trained to {kimg:g} kimg, but it is not trained yet "
                         f"({done} missing): run the train stage")
     below = [(k, p) for k, p in kimg_checkpoints(checkpoint_folder(cfg, name)) if k <= kimg + NAME_ROUNDING]

@@ -18,7 +18,7 @@ import yaml
 from rtil.errors import RtilError
 from rtil.study.cells import cell_done, evaluate_cells, tune_done, tune_items, write_tune_result
 from rtil.study.config import StudyConfig
-from rtil.study.snapshots import checkpoint_at, checkpoint_folder, kimg_checkpoints
+from rtil.study.snapshots import checkpoint_at, checkpoint_folder, kimg_checkpoints, train_done
 
 WORK_STAGES = ("train", "export", "tune", "evaluate")
 
@@ -74,22 +74,6 @@ def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
         source, kimg = g.init_from["generator"], g.init_from["kimg"]
         args += ["--init_from", str(checkpoint_at(cfg, source, kimg, f"generator {name!r} (init_from)"))]
     return args
-
-
-def train_done(cfg: StudyConfig, name: str) -> bool:
-    """Whether the generator is trained; a generator trained with other settings is an error (not reused)."""
-    done = cfg.out / "train" / name / "done.json"
-    if not done.is_file():
-        return False
-    if json.loads(done.read_text()).get("fingerprint") != cfg.generators[name].fingerprint:
-        raise RtilError(f"generator {name!r} in {done.parent} was trained with other settings than the config now "
-                        f"gives; delete that folder (and {cfg.generator_file(name)}) to retrain it")
-    return True
-
-
-def train_record(cfg: StudyConfig, name: str) -> dict:
-    """A trained generator's done.json: kimg, seconds (all training segments), fingerprint, segments, arguments."""
-    return json.loads((cfg.out / "train" / name / "done.json").read_text())
 
 
 def train_one(cfg: StudyConfig, name: str) -> None:
