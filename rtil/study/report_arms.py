@@ -97,7 +97,8 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
         lines += [f"## Training length: {group_title(first)}", "",
                   f"The same pairs at {', '.join(f'{k:g}' for k in kimgs)} kimg (each snapshot is the checkpoint at "
                   f"or just below its budget). Solver settings: {tuning}. Δ is {label_t} - {label_b} PSNR in dB, "
-                  f"pooled over {len(first.baseline)} pair(s), 95% CI over images.", ""]
+                  f"pooled over {len(first.baseline)} pair(s) (each image's difference averaged over the pairs, "
+                  f"then a 95% t interval over the images, as in the tables above).", ""]
         fdd = {arm: [statistics.mean(mean_g0_fdd(cfg, g) for g in getattr(c, arm)) for c in comps]
                for arm in ("baseline", "treatment")} if cfg.fdd_samples > 0 else None
         answers.append(f"**{group_title(first)}** (snapshots at {', '.join(f'{k:g}' for k in kimgs)} kimg; {tuning}):")
