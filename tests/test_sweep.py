@@ -156,3 +156,14 @@ def test_merge_refuses_an_unsafe_cell_file_without_running_it(sweep_config, tmp_
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "not loaded" in captured.err
     assert "payload ran" not in captured.out and "Traceback" not in captured.err
+
+
+def test_merge_names_a_cell_file_that_lacks_what_it_reads(sweep_config, capsys):
+    out = run_sweep(sweep_config, progress=False)
+    victim = sorted((out / "cells").glob("*.json"))[0]
+    cell = json.loads(victim.read_text())
+    del cell["metrics"]
+    victim.write_text(json.dumps(cell))
+    assert run_invert(["sweep", "--config", sweep_config, "--merge-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and victim.name in err and "lacks metrics" in err and "Traceback" not in err

@@ -15,6 +15,9 @@ METRICS = ("psnr", "ssim", "lpips")
 GRID_IMAGES = 6
 
 
+CELL_KEYS = ("model", "method", "task", "param", "images", "measurement_loss", "metrics")  # what merging reads
+
+
 def merge_sweep(out: str | Path) -> dict:
     """Merge the cell files of `out` into tables, curves and grids. Returns the summary rows."""
     out = Path(out)
@@ -26,9 +29,13 @@ def merge_sweep(out: str | Path) -> dict:
     cells = []
     for p in files:
         try:
-            cells.append(json.loads(p.read_text()))
+            cell = json.loads(p.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RtilError(f"cell file {p} is not valid JSON ({e}); delete it to recompute that cell") from None
+        missing = [k for k in CELL_KEYS if not isinstance(cell, dict) or k not in cell]
+        if missing:
+            raise RtilError(f"cell file {p} lacks {', '.join(missing)}; delete it to recompute that cell")
+        cells.append(cell)
     if not cells:
         raise RtilError(f"no finished cells in {out / 'cells'}")
     rows, summary = [], []
