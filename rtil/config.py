@@ -10,14 +10,28 @@ from rtil.latents import DirichletFusion, GaussianLatents
 FAMILIES = {"gaussian": GaussianLatents, "dirichlet": DirichletFusion}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_file(path: str | Path, empty_ok: bool = False) -> dict:
-    """Parse a YAML file into a dict. A missing file, invalid YAML (one line with the file, line and column) or a
-    top level that is not a mapping raises RtilError; an empty file is {} when `empty_ok`."""
+    """Parse a YAML file into a dict. A missing file, invalid YAML (one line with the file, line and column), a key
+    given twice in one mapping or a top level that is not a mapping raises RtilError; an empty file is {} when
+    `empty_ok`."""
     path = Path(path)
     if not path.is_file():
         raise RtilError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as e:
         raise RtilError(f"{path} is not a text file ({e.reason} at byte {e.start}), so not a YAML config") from None
     except yaml.YAMLError as e:

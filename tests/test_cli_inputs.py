@@ -17,6 +17,7 @@ def _own_torch_home(tmp_path, monkeypatch):
     ("a: 1\nb: [1, 2\nc: 3\n", "line 3, column 2"),
     ("a: 1\n  b: 2\n", "line 2, column 4"),
     ('a: "x\n', "line 2, column 1"),
+    ("a: 1\nb: {c: 1, c: 2}\n", "line 2, column 11"),  # a key given twice: PyYAML would keep the last silently
 ])
 def test_invalid_yaml_is_one_line_with_file_line_and_column(tmp_path, text, where):
     path = tmp_path / "c.yaml"
