@@ -43,6 +43,18 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def save_image_atomically(images: torch.Tensor, path: str | os.PathLike, **kwargs) -> None:
+    """torchvision's save_image(images, path, **kwargs) as a PNG, atomically."""
+    from torchvision.utils import save_image
+
+    atomic_write(path, lambda f: save_image(images, f, format="png", **kwargs))
+
+
+def save_figure_atomically(fig, path: str | os.PathLike, **kwargs) -> None:
+    """A matplotlib figure saved to `path` (the format from its suffix, e.g. .png or .pdf), atomically."""
+    atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip("."), **kwargs))
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text to `path`, atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 import yaml
-from torchvision.utils import save_image
 
-from rtil.atomic_files import write_text_atomically
+from rtil.atomic_files import save_image_atomically, write_text_atomically
 from rtil.checkpoints import load_generator, save_generator
 from rtil.config import build_family, build_generator, read_yaml
 from rtil.evaluation.plots import save_member_grid
@@ -42,7 +41,7 @@ def build_export_reload(out_dir: Path, seed: int = 0, num_samples: int = 8) -> d
         stem = Path(name).stem
         grid = member_grid(G, family, num_samples, seed)
         png = out_dir / f"untrained_{stem}_members.png"
-        save_image(grid, png, nrow=num_samples, normalize=True, value_range=(-1, 1))
+        save_image_atomically(grid, png, nrow=num_samples, normalize=True, value_range=(-1, 1))
         path = save_generator(out_dir / f"untrained_{stem}.pt", G, rtil=family.to_config(),
                               provenance={"source": "rtil demo: randomly initialised, not trained",
                                           "config": name, "seed": seed})

@@ -25,3 +25,29 @@ def test_concurrent_writers_of_one_file_never_fail_or_leave_temporary_files(tmp_
     assert errors == []
     assert json.loads(path.read_text())["i"] == 199
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_images_and_figures_are_written_atomically(tmp_path):
+    """A PNG or figure that fails half-way leaves the earlier file as it was and no temporary file behind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+    import torch
+    from PIL import Image
+
+    from rtil.atomic_files import save_figure_atomically, save_image_atomically
+
+    png = tmp_path / "grid.png"
+    save_image_atomically(torch.rand(4, 3, 8, 8), png, nrow=2)
+    assert Image.open(png).size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)  # padding 2 around and between the tiles
+    before = png.read_bytes()
+    with pytest.raises(TypeError):  # fails inside the write
+        save_image_atomically(torch.rand(4, 3, 8, 8), png, nrow=2, not_an_option=1)
+    assert png.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3])
+    save_figure_atomically(fig, tmp_path / "curve.pdf", metadata={"CreationDate": None})
+    plt.close(fig)
+    assert (tmp_path / "curve.pdf").read_bytes().startswith(b"%PDF")

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from rtil.atomic_files import atomic_torch_save, json_safe, write_json_atomically  # noqa: E402
+from rtil.atomic_files import atomic_torch_save, json_safe, save_figure_atomically, write_json_atomically  # noqa: E402
 from rtil.evaluation.plots import save_comparison_grid  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def write_explore_outputs(out: Path, truths: torch.Tensor, views: torch.Tensor, 
     fig.suptitle(f"image {names[0]}: the direction keeps clear of the measurement-changing eigenvectors",
                  fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "correlations.png")
+    save_figure_atomically(fig, out / "correlations.png")
     plt.close(fig)
 
     per_image = []

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from rtil.atomic_files import save_figure_atomically, save_image_atomically  # noqa: E402
+
 UNITS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS (lower is better)"}
 PARAMETER = {"cs": "measurement ratio", "cs_gaussian": "measurement ratio", "inpaint": "fraction of pixels observed",
              "inpaint_box": "fraction of pixels observed", "sr": "down-sampling factor", "denoise": "noise std"}
@@ -118,14 +120,11 @@ def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: 
 def save_member_grid(G, path: str | Path, num_samples: int = 8, seed: int = 0) -> Path:
     """A PNG of rtil.members.member_grid for G's own RTIL family (G.rtil; one row for a vanilla G), `num_samples`
     per row (the study's and the demo's sample grids)."""
-    from torchvision.utils import save_image
-
     from rtil.config import build_family
     from rtil.members import member_grid
 
     grid = member_grid(G, build_family(G.rtil), num_samples, seed)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, path, nrow=num_samples, normalize=True, value_range=(-1, 1))
+    save_image_atomically(grid, path, nrow=num_samples, normalize=True, value_range=(-1, 1))
     return Path(path)
 
 
@@ -133,8 +132,8 @@ def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    fig.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None})  # same figure, same bytes
+    save_figure_atomically(fig, path)
+    save_figure_atomically(fig, path.with_suffix(".pdf"), metadata={"CreationDate": None})  # same figure, same bytes
     plt.close(fig)
     return path
 

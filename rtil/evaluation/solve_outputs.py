@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
-from rtil.atomic_files import atomic_torch_save, json_safe, write_json_atomically
+from rtil.atomic_files import atomic_torch_save, json_safe, save_image_atomically, write_json_atomically
 from rtil.evaluation.metrics import metric_settings, reconstruction_metrics, to_unit_range
 from rtil.evaluation.stats import mean_ci
 
@@ -21,9 +20,9 @@ def write_solve_outputs(out: Path, images, names, results, lpips_metric, lpips_n
     out.mkdir(parents=True, exist_ok=True)
     (out / "reconstructions").mkdir(exist_ok=True)
     for i, image in enumerate(results.reconstructions):
-        save_image(to_unit_range(image), out / "reconstructions" / f"{i:05d}.png")
+        save_image_atomically(to_unit_range(image), out / "reconstructions" / f"{i:05d}.png")
     rows = torch.stack([images, results.measurement_views.clamp(-1, 1), results.reconstructions], dim=1)
-    save_image(to_unit_range(rows.flatten(0, 1)), out / "grid.png", nrow=3, padding=1, pad_value=1.0)
+    save_image_atomically(to_unit_range(rows.flatten(0, 1)), out / "grid.png", nrow=3, padding=1, pad_value=1.0)
 
     atomic_torch_save({"measurements": results.measurements, "names": names, "task": args.task,
                        "operators": results.operators, "seed": args.seed}, out / "measurements.pt")

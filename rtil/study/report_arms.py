@@ -7,6 +7,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+from rtil.atomic_files import save_figure_atomically
 from rtil.evaluation.stats import paired_difference
 from rtil.study.config import Comparison, StudyConfig
 from rtil.study.report_generators import g0_fdd
@@ -187,8 +188,7 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
         ax.legend(fontsize=5)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure_atomically(fig, path)
     plt.close(fig)
 
 

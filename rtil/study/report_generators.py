@@ -6,7 +6,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from rtil.atomic_files import write_json_atomically
+from rtil.atomic_files import save_figure_atomically, write_json_atomically
 from rtil.study.cells import read_cells, tune_items, tune_result
 from rtil.study.config import StudyConfig
 from rtil.study.snapshots import train_record
@@ -130,8 +130,7 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
-    figures.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figures / f"{stem}_fdd.png")
+    save_figure_atomically(fig, figures / f"{stem}_fdd.png")
     plt.close(fig)
     lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU).", "",
               f"![FDD against kimg]({(figures / f'{stem}_fdd.png').relative_to(base)})", "",

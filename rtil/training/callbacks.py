@@ -8,10 +8,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.utilities import rank_zero_warn
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from rtil.atomic_files import atomic_torch_save, replace_durably
+from rtil.atomic_files import atomic_torch_save, replace_durably, save_image_atomically
 from rtil.errors import RtilError
 from rtil.members import member_grid
 
@@ -61,8 +61,7 @@ class SampleGrid(pl.Callback):
             return
         grid = self.grid(module)
         path = log_dir(trainer) / "samples" / f"kimg{module.kimg:08.2f}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        save_image_atomically(grid, path)
         for logger in trainer.loggers:
             if isinstance(logger, pl.loggers.WandbLogger):
                 logger.log_image("samples", [grid], step=trainer.global_step,
