@@ -17,9 +17,8 @@ import torch
 sys.path.insert(0, sys.argv[1])
 import dnnlib  # noqa: E402
 import legacy  # noqa: E402
-from torch_utils import persistence  # noqa: E402
+from make_pickles import pickle_without_module_source  # noqa: E402 - beside this script; same arguments
 
-PLACEHOLDER = "# module source removed: rtil never reads it"
 ARCH = dict(c_dim=0, img_resolution=16, img_channels=1)
 
 
@@ -66,14 +65,7 @@ def main(out_dir: str) -> None:
                         g_ema_images=loaded["G_ema"](z, c, truncation_psi=1, noise_mode="const"),
                         g_images=loaded["G"](z, c, truncation_psi=1, noise_mode="const"),
                         d_logits=loaded["D"](reals, c))
-    classes = {type(m) for v in snapshot.values() if isinstance(v, torch.nn.Module) for m in v.modules()}
-    saved = {cls: cls._orig_module_src for cls in classes if persistence.is_persistent(cls)}
-    for cls in saved:
-        cls._orig_module_src = PLACEHOLDER
-    data = pickle.dumps(snapshot)
-    for cls, src in saved.items():
-        cls._orig_module_src = src
-    assert b"persistent_class" not in data and b"NVIDIA" not in data and b"def forward" not in data
+    data = pickle_without_module_source(snapshot)
     with open(f"{out_dir}/tiny-16px-gd.pkl", "wb") as f:
         f.write(data)
     torch.save(expected, f"{out_dir}/expected_init_from.pt")

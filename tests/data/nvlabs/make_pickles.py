@@ -21,6 +21,20 @@ SPECS = [dict(res=16, img_channels=1, seed=1), dict(res=32, img_channels=3, seed
          dict(res=16, img_channels=1, seed=3, conv_clamp=0.5)]  # clamping that changes the images
 
 
+def pickle_without_module_source(snapshot: dict) -> bytes:
+    """The snapshot pickled with the embedded module source blanked (persistent classes pickle their
+    `_orig_module_src`); the classes get their source back afterwards."""
+    classes = {type(m) for v in snapshot.values() if isinstance(v, torch.nn.Module) for m in v.modules()}
+    saved = {cls: cls._orig_module_src for cls in classes if persistence.is_persistent(cls)}
+    for cls in saved:
+        cls._orig_module_src = PLACEHOLDER
+    data = pickle.dumps(snapshot)
+    for cls, src in saved.items():
+        cls._orig_module_src = src
+    assert b"persistent_class" not in data and b"NVIDIA" not in data and b"def forward" not in data
+    return data
+
+
 def networks(res: int, img_channels: int, conv_clamp: float | None = None):
     common = dict(c_dim=0, img_resolution=res, img_channels=img_channels)
     G_kwargs = dnnlib.EasyDict(class_name="training.networks.Generator", z_dim=8, w_dim=16,
@@ -67,15 +81,7 @@ def main(out_dir: str) -> None:
             images_psi05 = G_loaded(z, c, truncation_psi=0.5, noise_mode="const")
             assert torch.equal(images, G_ema(z, c, truncation_psi=1, noise_mode="const"))
         expected[label] = dict(z=z, images=images, images_psi05=images_psi05)
-        # blank the embedded module source: persistent classes pickle their `_orig_module_src`
-        classes = {type(m) for v in snapshot_data.values() if isinstance(v, torch.nn.Module) for m in v.modules()}
-        saved = {cls: cls._orig_module_src for cls in classes if persistence.is_persistent(cls)}
-        for cls in saved:
-            cls._orig_module_src = PLACEHOLDER
-        data = pickle.dumps(snapshot_data)
-        for cls, src in saved.items():
-            cls._orig_module_src = src
-        assert b"persistent_class" not in data and b"NVIDIA" not in data and b"def forward" not in data
+        data = pickle_without_module_source(snapshot_data)
         with open(f"{out_dir}/tiny-{label}.pkl", "wb") as f:
             f.write(data)
         print(f"{label}: {len(data)} bytes")
