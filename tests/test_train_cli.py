@@ -31,6 +31,8 @@ def test_fit_then_resume_from_last(tmp_path):
     assert G.rtil["cut_points"] == [1, 2] and G.provenance["kimg"] == pytest.approx(0.016)
     assert G(torch.randn(2, 8), noise_mode="const").shape == (2, 1, 8, 8)
     assert any((Path(second.trainer.log_dir) / "samples").glob("*.png"))
+    again = main([*common, "--model.init_args.total_kimg", "0.016", "--ckpt_path", "last"])
+    assert int(again.model.iteration) == 4  # a finished run resumed: not one batch more
 
 
 def test_bad_configuration_exits_with_status_2(tmp_path, capsys):

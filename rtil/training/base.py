@@ -86,9 +86,18 @@ class GanModule(pl.LightningModule):
         return [(int(torch.multinomial(probs, 1, generator=gen)), 1.0)]
 
     # ---- optimisation ---------------------------------------------------------------------------
-    def on_train_batch_start(self, batch, batch_idx) -> None:
+    def on_train_batch_start(self, batch, batch_idx) -> int | None:
         # Lightning re-enables DDP's reducer after every step; rtil averages gradients itself.
         disable_ddp_gradient_sync(self.trainer.strategy.model)
+        if self.reached_total_kimg():  # a resumed run that had finished: not one batch more (-1 ends the epoch)
+            self.trainer.should_stop = True
+            return -1
+        return None
+
+    def reached_total_kimg(self) -> bool:
+        """Whether the kimg clock has reached the hyper-parameter total_kimg (never, if it is None)."""
+        total = self.hparams.get("total_kimg")
+        return total is not None and int(self.nimg) >= total * 1000
 
     def check_finite(self, **values: torch.Tensor) -> None:
         """Stop with a clear message if a loss is NaN/Inf (before any bad weights are saved)."""

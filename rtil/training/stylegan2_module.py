@@ -169,5 +169,5 @@ class StyleGAN2Module(GanModule):
         logs["progress/kimg"] = self.nimg.float() / 1000
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=b)
         self.log("kimg", self.nimg.float() / 1000, prog_bar=True, on_step=True, on_epoch=False, batch_size=b)
-        if h.total_kimg is not None and self.nimg >= h.total_kimg * 1000:
+        if self.reached_total_kimg():
             self.trainer.should_stop = True
