@@ -175,7 +175,7 @@ def test_the_deprecated_flat_rtil_keys_still_train_with_a_warning_naming_the_nes
 def test_the_nested_rtil_setting_trains_a_pggan(tmp_path):
     config = str(Path(CONFIG).parent / "pggan_digits.yaml")
     tiny = ["--data.resolution", "8", "--data.batch_size", "4", "--model.init_args.z_dim", "8",
-            "--model.init_args.channel_table", "null", "--model.init_args.channel_base", "64",
+            "--model.init_args.channel_table", "{4: 8, 8: 8}", "--model.init_args.channel_base", "64",
             "--model.init_args.channel_max", "8", "--model.init_args.mbstd_group_size", "2",
             "--model.init_args.rtil", "{kind: dirichlet, codes_per_member: [2], cut_point: 1}"]
     quiet = TINY[TINY.index("--wandb"):]
@@ -184,6 +184,9 @@ def test_the_nested_rtil_setting_trains_a_pggan(tmp_path):
     assert int(cli.model.iteration) == 2 and cli.model.num_members == 2
     G = rtil.load_generator(Path(cli.trainer.log_dir) / "generator.pt")
     assert G.rtil == {"kind": "dirichlet", "codes_per_member": [2], "cut_point": 1}
+    resumed = main(["fit", "--config", config, *tiny, *quiet, "--trainer.default_root_dir", str(tmp_path),
+                    "--model.init_args.total_kimg", "0.012", "--ckpt_path", "last"])  # channel_table compares equal
+    assert int(resumed.model.iteration) == 3
 
 
 def test_a_resume_refuses_another_rtil_family_and_reads_checkpoints_with_the_flat_keys(tmp_path, capsys):

@@ -212,8 +212,8 @@ def check_resume_settings(ckpt_path: Path, model) -> None:
 
 
 def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # keys as text: a checkpoint's hyper-parameters hold channel_table's as '4', '8'
+        return {str(k): _plain(v) for k, v in value.items()}
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
