@@ -284,6 +284,43 @@ def test_finished_work_keeps_its_file_names(tmp_path):
     from rtil.study.cells import evaluate_cells, tune_items
     from rtil.study.config_reading import read_study_config
 
+    study = read_study_config(tiny_study(tmp_path))
+    assert {g: v.fingerprint for g, v in study.generators.items()} == {"vanilla": "a1f81f2e51", "rtil": "68cb2c6e1a"}
+    assert [Path(i["path"]).name for i in tune_items(study)] == [
+        "vanilla__csgm__f3b17f81a4.json", "vanilla__csgm__c50d97739e.json", "rtil__csgm__211030faa7.json",
+        "rtil__csgm__8a9650b897.json"]
+    assert [c["id"] for c in evaluate_cells(study)] == [
+        "vanilla__csgm__cs__0.25__b988658f85", "vanilla__csgm__cs__0.5__8aeca94be4",
+        "rtil__csgm__cs__0.25__3c05edc1f1", "rtil__csgm__cs__0.5__6dd00f87a6"]
+
+
+def test_an_interrupted_training_segment_records_its_time_and_kimg(tmp_path, monkeypatch):
+    """timing.json gains a segment when training is interrupted too, and s / kimg counts only timed kimg."""
+    import json
+
+    import rtil.training.cli
+    from rtil.study.config_reading import read_study_config
+    from rtil.study.stages import timed_kimg, train_one
+
+    study = read_study_config(tiny_study(tmp_path))
+
+    def interrupted(arguments):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rtil.training.cli, "main", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_one(study, "vanilla")
+    segments = json.loads((tmp_path / "out" / "train" / "vanilla" / "timing.json").read_text())
+    assert len(segments) == 1 and segments[0]["kimg_from"] == segments[0]["kimg"] == 0.0
+    assert not (tmp_path / "out" / "train" / "vanilla" / "done.json").exists()
+    # a segment killed before it recorded itself (10 -> 50) is missing; an old segment has no kimg_from
+    record = {"kimg": 80.0, "segments": [{"seconds": 9.0, "kimg": 10.0},
+                                         {"seconds": 9.0, "kimg_from": 50.0, "kimg": 80.0}]}
+    assert timed_kimg(record) == 40.0
+
+
+def tiny_study(tmp_path: Path) -> Path:
+    """A study config of two generators (vanilla, rtil) and four csgm cells, its outputs in tmp_path/out."""
     (tmp_path / "train.yaml").write_text(TRAINING)
     cfg = {"out": str(tmp_path / "out"), "holdout": 100, "train_kimg": 0.5,
            "generators": {"vanilla": {"config": str(tmp_path / "train.yaml"), "seed": 3,
@@ -297,11 +334,4 @@ def test_finished_work_keeps_its_file_names(tmp_path):
            "evaluate": {"images": {"split": "test", "first": 0, "count": 4}, "seed": 1, "tasks": {"cs": [0.25, 0.5]}}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    study = read_study_config(path)
-    assert {g: v.fingerprint for g, v in study.generators.items()} == {"vanilla": "a1f81f2e51", "rtil": "68cb2c6e1a"}
-    assert [Path(i["path"]).name for i in tune_items(study)] == [
-        "vanilla__csgm__f3b17f81a4.json", "vanilla__csgm__c50d97739e.json", "rtil__csgm__211030faa7.json",
-        "rtil__csgm__8a9650b897.json"]
-    assert [c["id"] for c in evaluate_cells(study)] == [
-        "vanilla__csgm__cs__0.25__b988658f85", "vanilla__csgm__cs__0.5__8aeca94be4",
-        "rtil__csgm__cs__0.25__3c05edc1f1", "rtil__csgm__cs__0.5__6dd00f87a6"]
+    return path

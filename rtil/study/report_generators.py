@@ -10,7 +10,7 @@ from rtil.atomic_files import save_figure_atomically, write_json_atomically
 from rtil.study.cells import read_cells, tune_items, tune_result
 from rtil.study.config import StudyConfig
 from rtil.study.snapshots import train_record
-from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log
+from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log, timed_kimg
 
 FDD_SEEDS = (123, 124, 125)
 
@@ -112,8 +112,10 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         fdd = export_record(cfg, name)
         start = cfg.generators[name].init_from
         label = f"{name} (from {start['generator']} at {start['kimg']:g} kimg)" if start else name
+        timed = timed_kimg(done)
+        untimed = f" ({timed:g} of its kimg timed)" if timed < done["kimg"] - 1e-6 else ""
         lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
-                     f"min | {done['seconds'] / max(done['kimg'], 1e-9):.0f} | "
+                     f"min{untimed} | {done['seconds'] / max(timed, 1e-9):.0f} | "
                      + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
         curve, start = fdd["curve"], (cfg.generators[name].init_from or {}).get("kimg", 0.0)
         if curve:
@@ -132,7 +134,9 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     fig.tight_layout()
     save_figure_atomically(fig, figures / f"{stem}_fdd.png")
     plt.close(fig)
-    lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU).", "",
+    lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU); "
+              "s / kimg is over the kimg its recorded segments trained (a segment killed before it could record its "
+              "time is left out, and the row says so).", "",
               f"![FDD against kimg]({(figures / f'{stem}_fdd.png').relative_to(base)})", "",
               "Samples (one row per member, the same latents in every row):", ""]
     for name in cfg.used_generators():

@@ -77,24 +77,49 @@ def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
 
 
 def train_one(cfg: StudyConfig, name: str) -> None:
-    """Train (or resume) one generator in this process; done.json records the wall time of every segment."""
+    """Train (or resume) one generator in this process. timing.json records every segment, {seconds, kimg_from,
+    kimg}, an interrupted one too (up to the checkpoint it left); done.json sums them when the run is finished."""
     from rtil.atomic_files import write_json_atomically
     from rtil.training.cli import main as train_main
 
     timing = cfg.out / "train" / name / "timing.json"
     segments = json.loads(timing.read_text()) if timing.is_file() else []
-    t0 = time.perf_counter()
     arguments = train_arguments(cfg, name)
-    cli = train_main(arguments)
-    segments.append({"seconds": time.perf_counter() - t0, "kimg": float(cli.model.kimg)})
-    write_json_atomically(timing, segments)
+    kimg_from, kimg, t0 = saved_kimg(cfg, name), None, time.perf_counter()
+    try:
+        kimg = float(train_main(arguments).model.kimg)
+    finally:
+        segments.append({"seconds": time.perf_counter() - t0, "kimg_from": kimg_from,
+                         "kimg": saved_kimg(cfg, name) if kimg is None else kimg})
+        write_json_atomically(timing, segments)
     start = cfg.generators[name].init_from
     write_json_atomically(cfg.out / "train" / name / "done.json",
-                          {"kimg": float(cli.model.kimg), "seconds": sum(s["seconds"] for s in segments),
+                          {"kimg": kimg, "seconds": sum(s["seconds"] for s in segments),
                            "fingerprint": cfg.generators[name].fingerprint,
                            "segments": segments, "arguments": arguments,
                            **({"init_from": str(checkpoint_at(cfg, start["generator"], start["kimg"], name))}
                               if start else {})})
+
+
+def saved_kimg(cfg: StudyConfig, name: str) -> float:
+    """The kimg of the generator's last.ckpt (0 when it has none yet, or it is unreadable)."""
+    from rtil.checkpoints import safe_torch_load
+
+    last = checkpoint_folder(cfg, name) / "last.ckpt"
+    try:
+        return int(safe_torch_load(last, "Lightning checkpoint", mmap=True)["state_dict"]["nimg"]) / 1000
+    except (RtilError, OSError, KeyError, TypeError):
+        return 0.0
+
+
+def timed_kimg(record: dict) -> float:
+    """How many of a done.json's kimg its segments timed (a segment killed before it could record itself is
+    missing; a segment recorded before kimg_from existed starts where the previous one ended)."""
+    timed, end = 0.0, 0.0
+    for segment in record["segments"]:
+        timed += segment["kimg"] - segment.get("kimg_from", end)
+        end = segment["kimg"]
+    return timed
 
 
 # ----------------------------------------------------------------------------------------------------------------
