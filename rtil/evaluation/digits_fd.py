@@ -11,7 +11,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 
 @lru_cache(maxsize=1)
@@ -35,12 +34,18 @@ def digit_features(images: torch.Tensor) -> np.ndarray:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D)."""
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D).
+
+    tr sqrt(cov_a cov_b) is computed as the sum of the square roots of the eigenvalues of the symmetric
+    S cov_b S, S = cov_a^(1/2): exact for singular covariances too (the classifier has units that never fire
+    on digits), where a general matrix square root of cov_a cov_b warns and may lose accuracy."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    covmean = covmean.real
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * covmean))
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(min=0.0))) @ vectors.T
+    product = root_a @ cov_b @ root_a
+    trace_sqrt = np.sqrt(np.linalg.eigvalsh((product + product.T) / 2).clip(min=0.0)).sum()
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
 def digits_fd(generated: torch.Tensor, reference: torch.Tensor) -> float:
