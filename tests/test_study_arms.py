@@ -114,13 +114,17 @@ def test_a_continued_generator_needs_its_source_trained(tmp_path):
 
 
 def test_the_long_study_config_keeps_its_trained_generators_and_has_every_arm_in_quick():
-    """configs/study/digits_long.yaml: the 4 StyleGAN2 generators keep the fingerprints they are trained under (a
-    change would make the study refuse them); --quick has snapshots, a same-start pair and PGGAN."""
+    """configs/study/digits_long.yaml: its 10 generators keep the fingerprints they are trained under (their
+    records are in outputs/study/digits_long/train; a change would make the study refuse them); --quick has
+    snapshots, a same-start pair and PGGAN."""
     path = Path(__file__).resolve().parent.parent / "configs" / "study" / "digits_long.yaml"
     cfg = read_study_config(path)
-    assert {g: cfg.generators[g].fingerprint for g in cfg.trained_generators()[:4]} == {
+    assert {g: cfg.generators[g].fingerprint for g in cfg.trained_generators()} == {
         "stylegan2_vanilla_seed0": "4c52cb5688", "stylegan2_rtil_seed0": "04b886d46f",
-        "stylegan2_vanilla_seed1": "0d6620d273", "stylegan2_rtil_seed1": "c494cdbfa9"}
+        "stylegan2_vanilla_seed1": "0d6620d273", "stylegan2_rtil_seed1": "c494cdbfa9",
+        "pggan_vanilla_seed0": "da2fe822c6", "pggan_rtil_seed0": "bdbf87c3d8",
+        "stylegan2_vanilla_seed0_more_vanilla": "3f89b8cf16", "stylegan2_vanilla_seed0_more_rtil": "fa0cc3d9e3",
+        "stylegan2_vanilla_seed1_more_vanilla": "5a99b00af4", "stylegan2_vanilla_seed1_more_rtil": "850580c5d0"}
     quick = read_study_config(path, quick=True)
     assert list(quick.comparisons) == ["stylegan2_length_0.032kimg", "stylegan2_length_0.064kimg",
                                        "pggan_length_0.032kimg", "pggan_length_0.064kimg", "stylegan2_same_start"]
