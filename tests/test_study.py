@@ -335,3 +335,29 @@ def tiny_study(tmp_path: Path) -> Path:
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def test_a_second_study_process_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from rtil.errors import RtilError
+    from rtil.study.runner import study_lock
+
+    lock = tmp_path / "study.lock"
+    with study_lock(tmp_path):
+        assert lock.read_text().split()[-1] == str(os.getpid())
+        with pytest.raises(RtilError, match="another study process .* is working on"):
+            with study_lock(tmp_path):
+                pass
+    assert not lock.exists()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(f"{socket.gethostname()} {finished.stdout.strip()}")  # its process has ended
+    with study_lock(tmp_path):
+        assert lock.read_text() != f"{socket.gethostname()} {finished.stdout.strip()}"
+    lock.write_text("another-host 1")  # a process on another host is assumed to run
+    with pytest.raises(RtilError, match="another-host 1"):
+        with study_lock(tmp_path):
+            pass

@@ -3,9 +3,11 @@ one GPU each, claiming items one at a time), then the report; out/stage_seconds.
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rtil.errors import RtilError
@@ -96,6 +98,45 @@ def _run_workers(cfg: StudyConfig, stage: str, run_config: Path, workers: int, t
                         f"(finished items are kept: rerun the study to resume)")
 
 
+@contextmanager
+def study_lock(out: Path):
+    """out/study.lock names the one study process working on `out` (host and pid) while it runs: a second one is
+    refused, as it would train or evaluate the same items at once. A lock whose process no longer runs on this
+    host is taken over."""
+    lock, me = out / "study.lock", f"{socket.gethostname()} {os.getpid()}"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = lock.read_text().strip() if lock.is_file() else ""
+            if _still_running(owner):
+                raise RtilError(f"another study process ({owner or 'unknown'}) is working on {out}: wait for it or "
+                                f"stop it (if none runs, delete {lock})") from None
+            lock.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(me)
+    try:
+        yield
+    finally:
+        if lock.is_file() and lock.read_text().strip() == me:
+            lock.unlink()
+
+
+def _still_running(owner: str) -> bool:
+    """Whether the process named '<host> <pid>' runs (one on another host is assumed to run)."""
+    host, _, pid = owner.rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return bool(owner)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | None = None) -> dict:
     """Read the config, then run the stages in order, skipping finished work; returns {"ran": {stage: items run},
     "seconds": {stage: seconds}}."""
@@ -104,20 +145,21 @@ def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | 
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RtilError(f"cannot create the study's out folder {cfg.out}: {e.strerror or e}") from None
-    run_config = save_run_config(cfg)
-    done, seconds = {}, {}
-    for stage in stages or STAGES:
-        t0 = time.perf_counter()
-        if stage == "report":
-            from rtil.study.report import write_report
+    with study_lock(cfg.out):
+        run_config = save_run_config(cfg)
+        done, seconds = {}, {}
+        for stage in stages or STAGES:
+            t0 = time.perf_counter()
+            if stage == "report":
+                from rtil.study.report import write_report
 
-            print("[report] writing", flush=True)
-            write_report(cfg)
-            done[stage] = 1
-        else:
-            done[stage] = run_stage(cfg, stage, run_config)
-        seconds[stage] = time.perf_counter() - t0
-        print(f"[{stage}] {seconds[stage]:.0f} s", flush=True)
-        if stage != "report":
-            log_stage_run(cfg, stage, done[stage], seconds[stage])
+                print("[report] writing", flush=True)
+                write_report(cfg)
+                done[stage] = 1
+            else:
+                done[stage] = run_stage(cfg, stage, run_config)
+            seconds[stage] = time.perf_counter() - t0
+            print(f"[{stage}] {seconds[stage]:.0f} s", flush=True)
+            if stage != "report":
+                log_stage_run(cfg, stage, done[stage], seconds[stage])
     return {"ran": done, "seconds": seconds}
