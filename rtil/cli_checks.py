@@ -25,19 +25,30 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 class Ranged:
-    """An argparse `type`: an int or a finite float within [low, high] (a bound of None: unbounded; `open_low`:
-    low itself excluded). Tests read `kind`, `low`, `high` and `open_low` to try values outside the range."""
+    """A numeric range: an int or a finite float within [low, high] (a bound of None: unbounded; `open_low` /
+    `open_high`: that bound itself excluded; no bounds: any integer, or any finite number). An argparse `type`, and
+    `check` for the settings of the training command's classes. Tests read `kind`, `low`, `high`, `open_low` and
+    `open_high` to try values outside the range."""
 
-    def __init__(self, kind: type, low: float | None = None, high: float | None = None, open_low: bool = False):
-        self.kind, self.low, self.high, self.open_low = kind, low, high, open_low
+    def __init__(self, kind: type, low: float | None = None, high: float | None = None, open_low: bool = False,
+                 open_high: bool = False):
+        self.kind, self.low, self.high, self.open_low, self.open_high = kind, low, high, open_low, open_high
         self.__name__ = kind.__name__  # argparse names the type in its messages
 
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
-            return f"in {'(' if self.open_low else '['}{self.low}, {self.high}]"
+            return f"in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
         if self.low is not None:
             return f"{'>' if self.open_low else '>='} {self.low}"
-        return f"<= {self.high}"
+        if self.high is not None:
+            return f"{'<' if self.open_high else '<='} {self.high}"
+        return "finite" if self.kind is float else ""
+
+    def contains(self, value) -> bool:
+        """Whether the number `value` is finite and within the range."""
+        too_low = self.low is not None and (value < self.low or (self.open_low and value == self.low))
+        too_high = self.high is not None and (value > self.high or (self.open_high and value == self.high))
+        return math.isfinite(value) and not too_low and not too_high
 
     def __call__(self, text: str):
         try:
@@ -45,11 +56,34 @@ class Ranged:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if self.kind is int else 'a number'} "
                                              f"{self.describe()}, got {text!r}") from None
-        too_low = self.low is not None and (value < self.low or (self.open_low and value == self.low))
-        too_high = self.high is not None and value > self.high
-        if not math.isfinite(value) or too_low or too_high:
+        if not self.contains(value):
             raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text}")
         return value
+
+    def check(self, name: str, value) -> None:
+        """Raise RtilError, naming the setting `name` and the range, unless `value` is a number of this kind in the
+        range (for a tuple or list: every item is)."""
+        several = isinstance(value, (list, tuple))
+        must = "must each be" if several else "must be"
+        for item in value if several else [value]:
+            if isinstance(item, bool) or not isinstance(item, int if self.kind is int else (int, float)):
+                noun = "an integer" if self.kind is int else "a number"
+                raise RtilError(f"{name} {must} {' '.join(filter(None, (noun, self.describe())))}, got {value!r}")
+            if not self.contains(item):
+                raise RtilError(f"{name} {must} {self.describe()}, got {value!r}")
+
+
+# The seeds of training (model, data, sample grids): NumPy's and Lightning's seed range, which also keeps the data
+# order's torch seed (seed * 1,000,003 + pass, rtil.data.sampler) within torch's 64 bits.
+SEED_RANGE = Ranged(int, 0, 2 ** 32 - 1)
+
+
+def check_ranges(ranges: dict[str, Ranged], settings: dict, prefix: str = "") -> None:
+    """Check every setting named in `ranges` (a table of a class's numeric settings) against its range; None (not
+    set, or absent from `settings`) is always allowed. Messages name a setting as `prefix` + its name."""
+    for name, ranged in ranges.items():
+        if settings.get(name) is not None:
+            ranged.check(prefix + name, settings[name])
 
 
 def check_device(name: str) -> None:

@@ -83,7 +83,7 @@ def _outside(ranged) -> list[str]:
         values.append(str(ranged.low) if ranged.open_low else str(ranged.low - 1 if ranged.kind is int else
                                                                   ranged.low - 0.5))
     if ranged.high is not None:
-        values.append(str(ranged.high + 1))
+        values.append(str(ranged.high) if ranged.open_high else str(ranged.high + 1))
     values += ["1.5", "many"] if ranged.kind is int else ["nan", "inf", "-inf", "many"]
     return values
 

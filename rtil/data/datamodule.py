@@ -8,7 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from rtil.data.digits import DigitsDataset, check_holdout, digits_test_images
+from rtil.cli_checks import SEED_RANGE, Ranged, check_ranges
+from rtil.data.digits import HOLDOUT_RANGE, DigitsDataset, digits_test_images
 from rtil.data.folder import FolderDataset, find_image_files
 from rtil.data.sampler import InfiniteSampler
 from rtil.data.shards import expand_shard_urls, shard_dataset
@@ -43,6 +44,15 @@ class GanDataModule(pl.LightningDataModule):
             for tuning solvers (rtil.data.digits.digits_validation_images).
     """
 
+    # The valid range of every numeric init argument (rtil.cli_checks.Ranged), checked first.
+    RANGES = {"resolution": Ranged(int, 4),  # a power of two (checked below)
+              "channels": Ranged(int, 1, 3),  # 1 or 3 (checked below)
+              "batch_size": Ranged(int, 1),
+              "num_workers": Ranged(int, 0),
+              "seed": SEED_RANGE,
+              "shuffle_buffer": Ranged(int, 1),
+              "holdout": HOLDOUT_RANGE}
+
     def __init__(
         self,
         dataset: Literal["digits", "folder", "shards"] = "digits",
@@ -61,15 +71,13 @@ class GanDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        check_ranges(self.RANGES, locals())
         if dataset not in DATASETS:
             raise RtilError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
-        if resolution < 4 or resolution & (resolution - 1):
+        if resolution & (resolution - 1):
             raise RtilError(f"resolution must be a power of two >= 4, got {resolution}")
         if channels not in (1, 3):
             raise RtilError(f"channels must be 1 or 3, got {channels}")
-        if batch_size < 1 or num_workers < 0 or shuffle_buffer < 1:
-            raise RtilError(f"need batch_size >= 1, num_workers >= 0, shuffle_buffer >= 1; got {batch_size}, "
-                            f"{num_workers}, {shuffle_buffer}")
         if dataset == "digits" and path is not None:
             raise RtilError(f"path is not used with dataset='digits' (got {path!r}); use dataset='folder' or "
                             f"'shards' to read it")
@@ -77,7 +85,6 @@ class GanDataModule(pl.LightningDataModule):
             raise RtilError(f"dataset={dataset!r} needs a path (an image folder or a shard pattern)")
         if holdout and dataset != "digits":
             raise RtilError(f"holdout is for the built-in digits only, not dataset={dataset!r}")
-        check_holdout(holdout)
         if dataset == "folder":
             find_image_files(path)  # raises for a missing path or a folder without images
         if dataset == "shards":

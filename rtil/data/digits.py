@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
+from rtil.cli_checks import Ranged
 from rtil.errors import RtilError
 
 NUM_TRAIN = 1500
@@ -54,9 +55,11 @@ def digits_validation_images(holdout: int, resolution: int = 32, channels: int =
     return digits_images("train", resolution, channels)[NUM_TRAIN - holdout:]
 
 
+HOLDOUT_RANGE = Ranged(int, 0, NUM_TRAIN - 1)  # how many of the training digits can be held out
+
+
 def check_holdout(holdout: int) -> None:
-    if not 0 <= holdout < NUM_TRAIN:
-        raise RtilError(f"holdout must be in 0..{NUM_TRAIN - 1} training digits, got {holdout}")
+    HOLDOUT_RANGE.check("holdout", holdout)
 
 
 class DigitsDataset(Dataset):

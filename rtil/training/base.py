@@ -10,11 +10,28 @@ import pytorch_lightning as pl
 import torch
 
 from rtil.checkpoints import generator_record
+from rtil.cli_checks import SEED_RANGE, Ranged, check_ranges
 from rtil.errors import RtilError
 from rtil.latents import member_weights
 from rtil.training.distributed import average_gradients, disable_ddp_gradient_sync
 
 MEMBER_SAMPLING = ("all", "one")
+
+# The valid range of the numeric settings both training modules have (each module's RANGES adds its own). None, where
+# a setting's type allows it, is always accepted.
+SHARED_RANGES = {
+    "resolution": Ranged(int, 8),  # a power of two (the networks check that)
+    "img_channels": Ranged(int, 1, 3),  # 1 or 3 (the networks check that)
+    "z_dim": Ranged(int, 1),
+    "channel_base": Ranged(int, 1),
+    "channel_max": Ranged(int, 1),
+    "mbstd_group_size": Ranged(int, 1),
+    "member_lambda": Ranged(float, 0, 1),
+    "lr": Ranged(float, 0, open_low=True),
+    "betas": Ranged(float, 0, 1, open_high=True),  # both of Adam's betas
+    "total_kimg": Ranged(float, 0, open_low=True),  # None: the trainer decides when to stop
+    "seed": SEED_RANGE,
+}
 
 
 class GanModule(pl.LightningModule):
@@ -22,6 +39,7 @@ class GanModule(pl.LightningModule):
     call `_setup_networks`, then implement `training_step` with the helpers below."""
 
     rtil_kind: str  # the RTIL family kind the subclass trains: "gaussian" or "dirichlet" (see rtil_settings)
+    RANGES: dict[str, Ranged] = SHARED_RANGES  # every numeric init argument's valid range; subclasses extend it
 
     def __init__(self):
         super().__init__()
@@ -36,15 +54,13 @@ class GanModule(pl.LightningModule):
         self.hparams["rtil"] = rtil
         self._hparams_initial = copy.deepcopy(self.hparams)  # what the loggers record
 
-    @staticmethod
-    def _check_optimizer_settings(lr: float, betas, total_kimg: float | None) -> None:
-        """Clear errors for settings that would otherwise fail deep inside torch or train forever."""
-        if not lr > 0:
-            raise RtilError(f"lr must be > 0, got {lr}")
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise RtilError(f"betas must be two values in [0, 1), got {betas}")
-        if total_kimg is not None and not total_kimg > 0:
-            raise RtilError(f"total_kimg must be > 0, got {total_kimg}")
+    def _check_settings(self, settings: dict) -> None:
+        """Clear errors, before any network is built, for numeric settings outside their range (`RANGES`); they
+        would otherwise fail deep inside torch, train forever or silently do nothing. `settings`: the caller's
+        init arguments."""
+        check_ranges(self.RANGES, settings)
+        if len(settings["betas"]) != 2:
+            raise RtilError(f"betas must be two numbers in [0, 1), got {settings['betas']}")
 
     def _setup_networks(self, G, D, family, member_weighting: str, member_lambda: float,
                         member_sampling: str, seed: int) -> None:

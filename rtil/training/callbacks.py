@@ -12,7 +12,7 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from rtil.atomic_files import atomic_torch_save, replace_durably, save_image_atomically
-from rtil.errors import RtilError
+from rtil.cli_checks import SEED_RANGE, Ranged, check_ranges
 from rtil.members import member_grid
 
 
@@ -30,9 +30,10 @@ class SampleGrid(pl.Callback):
     member, from fixed latents and const noise (so grids are comparable over training), to
     <log_dir>/samples/kimg<k>.png and to Weights & Biases when a WandbLogger is attached."""
 
+    RANGES = {"every_kimg": Ranged(float, 0, open_low=True), "num_samples": Ranged(int, 1), "seed": SEED_RANGE}
+
     def __init__(self, every_kimg: float = 5.0, num_samples: int = 8, seed: int = 1234):
-        if not every_kimg > 0 or num_samples < 1:
-            raise RtilError(f"samples.every_kimg must be > 0 and num_samples >= 1, got {every_kimg} and {num_samples}")
+        check_ranges(self.RANGES, locals(), prefix="samples.")
         self.every_kimg = every_kimg
         self.num_samples = num_samples
         self.seed = seed
@@ -75,12 +76,14 @@ class SampleQuality(pl.Callback):
     quality/kid_g<k> (torchmetrics with the FID Inception weights, `fid_num_gen` generated images against up to
     `fid_num_real` training images; reported unavailable, once, when the weights are not there)."""
 
+    RANGES = {"every_kimg": Ranged(float, 0, open_low=True),  # None: never
+              "num_samples": Ranged(int, 2), "fid_num_gen": Ranged(int, 2),  # a covariance needs two images
+              "fid_num_real": Ranged(int, 2),  # None: every training image
+              "seed": SEED_RANGE}
+
     def __init__(self, every_kimg: float | None = None, num_samples: int = 1000, fid: bool = False,
                  fid_num_gen: int = 5000, fid_num_real: int | None = 5000, offline: bool = False, seed: int = 123):
-        if every_kimg is not None and not every_kimg > 0:
-            raise RtilError(f"quality.every_kimg must be > 0 (or null: off), got {every_kimg}")
-        if num_samples < 2 or fid_num_gen < 2:
-            raise RtilError(f"quality.num_samples and fid_num_gen must be >= 2, got {num_samples}, {fid_num_gen}")
+        check_ranges(self.RANGES, locals(), prefix="quality.")
         self.every_kimg, self.num_samples, self.seed = every_kimg, num_samples, seed
         self.fid, self.fid_num_gen, self.fid_num_real, self.offline = fid, fid_num_gen, fid_num_real, offline
         self._next_kimg = None
@@ -181,7 +184,10 @@ class Throughput(pl.Callback):
     """Logs images/s (global), kimg per hour and the number of unreadable images skipped by the
     data pipeline every `every_n_steps` training steps."""
 
+    RANGES = {"every_n_steps": Ranged(int, 1)}
+
     def __init__(self, every_n_steps: int = 20):
+        check_ranges(self.RANGES, locals(), prefix="throughput.")
         self.every_n_steps = every_n_steps
         self._t0 = None
         self._nimg0 = 0
@@ -211,10 +217,12 @@ class KimgCheckpoint(ModelCheckpoint):
     the temp dir, which on a cluster is usually another filesystem). A training state with a non-finite
     weight or optimiser statistic is never written: the run's last good checkpoint stays the newest."""
 
+    RANGES = {"every_kimg": Ranged(float, 0, open_low=True),
+              "save_top_k": Ranged(int, -1)}  # -1: keep every checkpoint, 0: none but last.ckpt, k: the newest k
+
     def __init__(self, dirpath: str | None = None, every_kimg: float = 10.0, save_top_k: int = -1,
                  filename: str = "kimg{progress/kimg:08.2f}", save_last: bool = True):
-        if not every_kimg > 0:
-            raise RtilError(f"checkpoint.every_kimg must be > 0, got {every_kimg}")
+        check_ranges(self.RANGES, locals(), prefix="checkpoint.")
         super().__init__(dirpath=dirpath, filename=filename, save_top_k=save_top_k, save_last=save_last,
                          every_n_train_steps=0, every_n_epochs=0, auto_insert_metric_name=False)
         self.every_kimg = every_kimg
@@ -272,6 +280,8 @@ def non_finite_state(trainer) -> str | None:
 class ExportGenerator(pl.Callback):
     """Writes the portable generator file (rtil.load_generator) at the end of fit, atomically,
     to `path` or <log_dir>/generator.pt."""
+
+    RANGES = {}  # no numeric settings
 
     def __init__(self, path: str | None = None):
         self.path = path

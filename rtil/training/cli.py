@@ -1,6 +1,7 @@
 """The training command line (LightningCLI); `train.py` at the repository root calls `main`."""
 
 import logging
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 
+from rtil.cli_checks import check_ranges
 from rtil.data import sigterm
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
@@ -15,6 +17,9 @@ from rtil.training.base import GanModule
 from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, SampleQuality, Throughput
 
 WANDB_MODES = ("offline", "online", "disabled")
+# rtil's own option groups of the command and their classes (callbacks; each declares its numeric settings' ranges).
+CALLBACK_GROUPS = {"checkpoint": KimgCheckpoint, "samples": SampleGrid, "quality": SampleQuality,
+                   "throughput": Throughput, "export": ExportGenerator}
 
 
 class QuietWandbLogger(WandbLogger):
@@ -55,6 +60,12 @@ def quiet_dependencies() -> None:
             logger.addFilter(_DropLightningTips())
 
 
+# jsonargparse's error for a bad value of a class-path option (--model.init_args.X), which tries the class and None
+_CLASS_PATH_ERROR = re.compile(r'Parser key "(?P<key>[\w.]+)": Does not validate against any of the Union subtypes .*? '
+                               r"- Problem with given class_path '(?P<cls>[\w.]+)': (?P<problem>.*?) "
+                               r"- Expected a <class 'NoneType'>")
+
+
 class OneLineErrorParser(LightningArgumentParser):
     """Argument errors as one line and a hint, instead of the usage of every option (dozens of lines)."""
 
@@ -62,6 +73,11 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error:
             return super().error(message, ex)
         text = " ".join(str(message).split())
+        match = _CLASS_PATH_ERROR.match(text)
+        if match:  # the class's problem, named as on the command line, without the None alternative
+            inner = re.match(r'Parser key "([\w.]+)": (.*)', match["problem"])
+            text = (f'Parser key "{match["key"]}.init_args.{inner[1]}": {inner[2]}' if inner
+                    else f"{match['key']} {match['cls']}: {match['problem']}")
         text = text if len(text) <= 400 else text[:400] + " ..."
         sys.stderr.write(f"error: {text} (see `python train.py fit --help`)\n")
         sys.exit(2)
@@ -71,11 +87,8 @@ class RtilCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
         parser.link_arguments("data.resolution", "model.init_args.resolution")
         parser.link_arguments("data.channels", "model.init_args.img_channels")
-        parser.add_lightning_class_args(KimgCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(SampleGrid, "samples")
-        parser.add_lightning_class_args(SampleQuality, "quality")
-        parser.add_lightning_class_args(Throughput, "throughput")
-        parser.add_lightning_class_args(ExportGenerator, "export")
+        for group, callback in CALLBACK_GROUPS.items():
+            parser.add_lightning_class_args(callback, group)
         parser.add_argument("--wandb", default="offline", choices=WANDB_MODES,
                             help="Weights & Biases logging: offline (default, no account or network), online, "
                                  "disabled")
@@ -100,6 +113,8 @@ class RtilCLI(LightningCLI):
             super().parse_arguments(parser, args)
         finally:
             sys.argv = argv
+        subcommand = self.config.get("subcommand")
+        check_option_ranges(self.config[subcommand] if subcommand else self.config)
 
     def before_instantiate_classes(self):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -152,6 +167,23 @@ class RtilCLI(LightningCLI):
         # (a lower lr, or another channel count, would be ignored); check_resume_settings decides instead.
 
 
+def check_option_ranges(cfg) -> None:
+    """Every numeric option of the command within the range its class declares (RANGES), checked right after
+    parsing and named as on the command line; the classes check their arguments again when used from Python."""
+    check_ranges(GanDataModule.RANGES, cfg.data, prefix="data.")
+    check_ranges(model_class(cfg.model.class_path).RANGES, cfg.model.init_args, prefix="model.init_args.")
+    for group, callback in CALLBACK_GROUPS.items():
+        check_ranges(callback.RANGES, cfg[group], prefix=f"{group}.")
+
+
+def model_class(class_path: str) -> type[GanModule]:
+    """The training module class of a config's `model.class_path`."""
+    import importlib
+
+    module_name, _, class_name = str(class_path).rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def default_run_name(cfg) -> str:
     """The run's folder name when --run_name is not given: the (last) config file's name, or the model class, plus
     "_vanilla" when the RTIL family is off, so the README's vanilla and RTIL runs do not share checkpoints."""
@@ -165,8 +197,6 @@ def model_settings(model, saved: dict | None = None) -> dict:
     """The model's settings (`saved`, a checkpoint's hyper-parameters, or else the command's `model.init_args`) with
     the RTIL family in its normalised nested form `rtil` (the deprecated flat keys folded in, see
     rtil.training.rtil_settings), so that settings of either form compare."""
-    import importlib
-
     from rtil.training.rtil_settings import normalise_settings
 
     if saved is not None:
@@ -174,9 +204,8 @@ def model_settings(model, saved: dict | None = None) -> dict:
     else:
         args = model.init_args
         settings = args.as_dict() if hasattr(args, "as_dict") else dict(args)
-    module_name, _, class_name = str(model.class_path).rpartition(".")
     try:
-        kind = getattr(getattr(importlib.import_module(module_name), class_name), "rtil_kind", None)
+        kind = getattr(model_class(model.class_path), "rtil_kind", None)
     except (ImportError, AttributeError, ValueError):
         kind = None
     return normalise_settings(settings, kind) if kind is not None else settings
@@ -255,6 +284,18 @@ def _rtil_error_in(error: BaseException) -> RtilError | None:
     return None
 
 
+def build_cli(args=None, cli_class: type[RtilCLI] = RtilCLI) -> RtilCLI:
+    """The training CLI as `main` runs it: built, parsed, instantiated and run (`cli_class`: RtilCLI or a subclass,
+    e.g. a test's that stops once the parser is built)."""
+    # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
+    # --optimizer / --lr_scheduler options would silently replace them.
+    return cli_class(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
+                     parser_class=OneLineErrorParser,
+                     save_config_kwargs={"overwrite": True},
+                     trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
+                                       "default_root_dir": "outputs/train"})
+
+
 def main(args=None) -> RtilCLI:
     """Run the training CLI (`args` as on the command line; None reads sys.argv). Returns the CLI
     object (its `.trainer` and `.model`) for programmatic use; user errors exit with status 2."""
@@ -263,13 +304,7 @@ def main(args=None) -> RtilCLI:
     warnings.filterwarnings("default", category=DeprecationWarning, message="rtil_")
     previous, sigterm.force_exit_seconds = sigterm.force_exit_seconds, 10.0  # a SIGTERM during a data wait ends
     try:  # the process even if clean-up hangs; only while this command runs (not after, in a calling process)
-        # auto_configure_optimizers=False: the modules own their two optimisers (G and D); Lightning's
-        # --optimizer / --lr_scheduler options would silently replace them.
-        cli = RtilCLI(GanModule, GanDataModule, subclass_mode_model=True, args=args, auto_configure_optimizers=False,
-                      parser_class=OneLineErrorParser,
-                      save_config_kwargs={"overwrite": True},
-                      trainer_defaults={"max_epochs": -1, "use_distributed_sampler": False, "log_every_n_steps": 10,
-                                        "default_root_dir": "outputs/train"})
+        cli = build_cli(args)
     except sigterm.TerminatedWhileReading as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(sigterm.EXIT_STATUS)

@@ -15,12 +15,13 @@ import math
 
 import torch
 
+from rtil.cli_checks import Ranged
 from rtil.config import build_family
 from rtil.errors import RtilError
 from rtil.latents import dirichlet_weights
 from rtil.models.pggan import OFFICIAL_LATENT_GAIN, Discriminator, Generator
 from rtil.training import losses
-from rtil.training.base import GanModule
+from rtil.training.base import SHARED_RANGES, GanModule
 from rtil.training.ema import update_ema
 from rtil.training.rtil_settings import rtil_config
 
@@ -79,6 +80,18 @@ class PGGANModule(GanModule):
     """
 
     rtil_kind = "dirichlet"
+    # The valid range of every numeric init argument (rtil.cli_checks.Ranged), checked before anything is built.
+    RANGES = {**SHARED_RANGES,
+              "first_block_convs": Ranged(int, 1, 2),
+              "latent_gain": Ranged(float, 0, open_low=True),  # 0 would make every image the same
+              "torgb_gain": Ranged(float, 0, open_low=True),  # 0 would make every image blank
+              "gp_lambda": Ranged(float, 0),  # 0: no gradient penalty
+              "drift": Ranged(float, 0),
+              "ema_beta": Ranged(float, 0, 1),  # 0: G_ema is a copy of G
+              "lod_training_kimg": Ranged(float, 0),  # with lod_transition_kimg: a positive sum, if progressive
+              "lod_transition_kimg": Ranged(float, 0),
+              "rtil_codes_per_member": Ranged(int, 1),  # deprecated flat form of `rtil`
+              "rtil_cut_point": Ranged(int, 1)}  # the family checks that it exists in G
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, z_dim: int = 128, channel_base: int = 2048,
                  channel_max: int = 128, channel_table: dict[int, int] | None = None, upsample_mode: str = "nearest",
@@ -92,16 +105,13 @@ class PGGANModule(GanModule):
                  reset_optimizer_per_lod: bool = True, total_kimg: float | None = None, seed: int = 0,
                  rtil_codes_per_member: list[int] | None = None, rtil_cut_point: int | None = None):
         super().__init__()
+        self._check_settings(locals())
+        if progressive and lod_training_kimg + lod_transition_kimg <= 0:
+            raise RtilError(f"lod_training_kimg and lod_transition_kimg must have a positive sum, got "
+                            f"{lod_training_kimg} and {lod_transition_kimg} (or set progressive=False)")
         rtil = rtil_config(rtil, self.rtil_kind, dict(rtil_codes_per_member=rtil_codes_per_member,
                                                       rtil_cut_point=rtil_cut_point))
         self._save_hyperparameters(rtil, ["rtil_codes_per_member", "rtil_cut_point"])
-        self._check_optimizer_settings(lr, betas, total_kimg)
-        if progressive and (lod_training_kimg < 0 or lod_transition_kimg < 0
-                            or lod_training_kimg + lod_transition_kimg <= 0):
-            raise RtilError(f"lod_training_kimg and lod_transition_kimg must be >= 0 with a positive sum, got "
-                            f"{lod_training_kimg} and {lod_transition_kimg} (or set progressive=False)")
-        if not 0.0 <= ema_beta <= 1.0:
-            raise RtilError(f"ema_beta must be in [0, 1], got {ema_beta}")
         arch = dict(resolution=resolution, img_channels=img_channels, channel_base=channel_base,
                     channel_max=channel_max, channels=channel_table)
         G = Generator(z_dim=z_dim, upsample_mode=upsample_mode, normalize_latent=normalize_latent,

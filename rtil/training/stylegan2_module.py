@@ -11,10 +11,11 @@ c = interval / (interval + 1).
 
 import torch
 
+from rtil.cli_checks import Ranged
 from rtil.config import build_family
 from rtil.models.stylegan2 import Discriminator, Generator
 from rtil.training import losses
-from rtil.training.base import GanModule
+from rtil.training.base import SHARED_RANGES, GanModule
 from rtil.training.distributed import average_buffers
 from rtil.training.ema import ema_beta, update_ema
 from rtil.training.rtil_settings import rtil_config
@@ -46,6 +47,23 @@ class StyleGAN2Module(GanModule):
     """
 
     rtil_kind = "gaussian"
+    # The valid range of every numeric init argument (rtil.cli_checks.Ranged), checked before anything is built.
+    RANGES = {**SHARED_RANGES,
+              "w_dim": Ranged(int, 1),
+              "mapping_layers": Ranged(int, 1),
+              "mapping_lr_mul": Ranged(float, 0, open_low=True),
+              "conv_clamp": Ranged(float, 0, open_low=True),  # None: no clamping
+              "r1_gamma": Ranged(float, 0),  # 0: no R1
+              "r1_interval": Ranged(int, 1),
+              "pl_weight": Ranged(float, 0),  # 0: no path-length regularisation
+              "pl_interval": Ranged(int, 1),
+              "pl_batch_shrink": Ranged(int, 1),
+              "pl_decay": Ranged(float, 0, 1, open_low=True),  # 0 would hold the running mean at 0
+              "style_mixing_prob": Ranged(float, 0, 1),
+              "ema_kimg": Ranged(float, 0),  # 0: G_ema is a copy of G
+              "ema_rampup": Ranged(float, 0, open_low=True),  # None: no ramp-up (0 would make G_ema a copy of G)
+              "rtil_cut_points": Ranged(int, 0),  # deprecated flat form of `rtil`; the family checks they exist in G
+              "rtil_sigma": Ranged(float, 0)}
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, z_dim: int = 128, w_dim: int = 128,
                  mapping_layers: int = 4, mapping_lr_mul: float = 0.01, channel_base: int = 4096,
@@ -59,9 +77,9 @@ class StyleGAN2Module(GanModule):
                  total_kimg: float | None = None, seed: int = 0,
                  rtil_cut_points: list[int] | None = None, rtil_sigma: float | None = None):
         super().__init__()
+        self._check_settings(locals())
         rtil = rtil_config(rtil, self.rtil_kind, dict(rtil_cut_points=rtil_cut_points, rtil_sigma=rtil_sigma))
         self._save_hyperparameters(rtil, ["rtil_cut_points", "rtil_sigma"])
-        self._check_optimizer_settings(lr, betas, total_kimg)
         arch = dict(resolution=resolution, img_channels=img_channels, channel_base=channel_base,
                     channel_max=channel_max, channels=channel_table)
         G = Generator(z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers, mapping_lr_mul=mapping_lr_mul,
