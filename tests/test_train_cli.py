@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rtil
-from rtil.training.cli import main
+from rtil.training.cli import RtilCLI, build_cli, main
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -80,6 +80,12 @@ def malicious(tmp_path_factory):
     (["--ckpt_path", "MALICIOUS"], "not a Lightning checkpoint"),
     (["--data.resolution", "abc"], "Expected a <class 'int'>"),
     (["--no_such_option", "1"], "unrecognized arguments"),
+    (["--model.init_args.resolution", "16"], "give --data.resolution instead"),
+    (["--model.init_args.img_channels", "3"], "give --data.channels instead"),
+    (["--trainer.max_steps", "-5"], "bad --trainer option: `max_steps` must be"),
+    (["--trainer.limit_train_batches", "1.5"], "bad --trainer option: You have passed invalid value 1.5"),
+    (["--trainer.accelerator", "bogus"], "bad --trainer option: You selected an invalid accelerator name"),
+    (["--trainer.devices", "-3"], "bad --trainer option: `devices`"),
 ])
 def test_bad_training_input_is_one_error_line_and_status_2(tmp_path, capsys, malicious, args, message):
     generator = tmp_path / "g.pt"
@@ -238,3 +244,64 @@ def test_bf16_mixed_precision_trains_with_manual_optimisation_and_regularisers(t
                if p.is_floating_point())
     if hasattr(cli.model, "pl_mean"):
         assert cli.model.pl_mean.dtype == torch.float32 and (cli.model.pl_mean != 0).any()
+
+
+class _Parsed(Exception):
+    pass
+
+
+class _ParseOnly(RtilCLI):
+    """The training CLI, stopped once its arguments are parsed and checked (nothing built)."""
+
+    def before_instantiate_classes(self):
+        raise _Parsed(self.config)
+
+
+def test_linked_model_settings_given_directly_must_be_the_datas(tmp_path, capsys):
+    config = tmp_path / "model16.yaml"
+    config.write_text("model:\n  init_args:\n    resolution: 16\n")
+    for args, message in [(["--model.init_args.resolution", "16"], "--model.init_args.resolution 16 differs from "
+                                                                     "--data.resolution 8"),
+                          (["--model.init_args.img_channels", "3"], "--model.init_args.img_channels 3 differs from "
+                                                                      "--data.channels 1"),
+                          (["--config", str(config)], "give --data.resolution instead")]:
+        with pytest.raises(SystemExit) as exit_info:
+            build_cli(["fit", "--config", CONFIG, *TINY, *args], _ParseOnly)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+    with pytest.raises(_Parsed) as parsed:  # the data's own values given again are no error
+        build_cli(["fit", "--config", CONFIG, *TINY, "--model.init_args.resolution", "8", "--data.channels", "3",
+                   "--model.init_args.img_channels", "3"], _ParseOnly)
+    model = parsed.value.args[0].fit.model.init_args
+    assert (model.resolution, model.img_channels) == (8, 3)
+
+
+def test_the_data_seed_may_differ_from_the_model_seed(tmp_path):
+    from rtil.data.datamodule import GanDataModule
+
+    assert GanDataModule(seed=3).hparams == {**GanDataModule().hparams, "data_seed": 3}
+    assert "seed" not in GanDataModule().hparams
+    cli = main(["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path),
+                "--model.init_args.total_kimg", "0.004", "--seed_everything", "7", "--data.seed", "3",
+                "--model.init_args.seed", "5"])
+    assert int(cli.model.iteration) == 1
+    assert cli.model.hparams["seed"] == 5 and cli.datamodule.hparams["data_seed"] == 3
+    logged = (Path(cli.trainer.log_dir) / "hparams.yaml").read_text()
+    assert "\ndata_seed: 3\n" in logged and "\nseed: 5\n" in logged
+
+
+def test_a_warning_of_a_setting_that_is_an_error_does_not_come_before_the_error_line(tmp_path, capsys, monkeypatch):
+    import sys
+    import warnings
+
+    def to_stderr(message, category, filename, lineno, file=None, line=None):  # as without pytest's capture
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    monkeypatch.setattr(warnings, "showwarning", to_stderr)
+    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--model.init_args.rtil_cut_points", "[9]"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: RTIL cut point 9") and err.count("\n") == 1
+    main([*common, "--model.init_args.total_kimg", "0.004", "--model.init_args.rtil_cut_points", "[1]"])
+    assert "rtil_cut_points: deprecated" in capsys.readouterr().err  # shown when it trains

@@ -37,6 +37,7 @@ class GanDataModule(pl.LightningDataModule):
         drop_last: drop a last incomplete batch.
         seed: seed of every random choice of the pipeline (order, shard draws). Digits and folders use
             rtil's own endless rank-aware sampler, so train.py sets `use_distributed_sampler: false`.
+            Independent of the training module's seed; logged as the hyper-parameter `data_seed`.
         resampled: shards only: an endless stream of shards drawn with replacement, seeded per rank and
             worker (use it for multi-GPU); False reads each shard once per epoch, split across ranks.
         shuffle_buffer: shards only: encoded images held per worker for shuffling.
@@ -70,7 +71,10 @@ class GanDataModule(pl.LightningDataModule):
         holdout: int = 0,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # The seed is logged as `data_seed`: Lightning logs the model's and the data's hyper-parameters together and
+        # refuses one name with two values, and the training module's `seed` (its random draws) may differ.
+        self.save_hyperparameters(ignore="seed")
+        self.save_hyperparameters({"data_seed": seed})
         check_ranges(self.RANGES, locals())
         if dataset not in DATASETS:
             raise RtilError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from rtil.cli_checks import check_ranges
 from rtil.data import sigterm
@@ -17,9 +18,14 @@ from rtil.training.base import GanModule
 from rtil.training.callbacks import ExportGenerator, KimgCheckpoint, SampleGrid, SampleQuality, Throughput
 
 WANDB_MODES = ("offline", "online", "disabled")
+# What the Trainer raises for a bad value of its options (max_steps -5, accelerator 'bogus', devices -3); it only
+# checks and stores them, as every class it is given is built before it.
+TRAINER_ERRORS = (MisconfigurationException, ValueError, TypeError)
 # rtil's own option groups of the command and their classes (callbacks; each declares its numeric settings' ranges).
 CALLBACK_GROUPS = {"checkpoint": KimgCheckpoint, "samples": SampleGrid, "quality": SampleQuality,
                    "throughput": Throughput, "export": ExportGenerator}
+# Model settings set from the data's (linked arguments): target -> source.
+LINKED = {"model.init_args.resolution": "data.resolution", "model.init_args.img_channels": "data.channels"}
 
 
 class QuietWandbLogger(WandbLogger):
@@ -67,7 +73,19 @@ _CLASS_PATH_ERROR = re.compile(r'Parser key "(?P<key>[\w.]+)": Does not validate
 
 
 class OneLineErrorParser(LightningArgumentParser):
-    """Argument errors as one line and a hint, instead of the usage of every option (dozens of lines)."""
+    """Argument errors as one line and a hint, instead of the usage of every option (dozens of lines); a linked
+    model setting (LINKED) given with another value than the data's is such an error."""
+
+    def _parse_common(self, cfg, *args, **kwargs):
+        # jsonargparse sets the linked settings from the data's in here, silently replacing a value given for them;
+        # before, `cfg` holds only what was given (the class's defaults are added in here too).
+        given = {target: cfg[target] for target in LINKED if target in cfg}
+        cfg = super()._parse_common(cfg, *args, **kwargs)
+        for target, value in given.items():
+            if target in cfg and value != cfg[target]:
+                self.error(f"--{target} {value} differs from --{LINKED[target]} {cfg[target]}: the model's setting "
+                           f"is the data's; give --{LINKED[target]} instead")
+        return cfg
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:
@@ -85,8 +103,8 @@ class OneLineErrorParser(LightningArgumentParser):
 
 class RtilCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
-        parser.link_arguments("data.resolution", "model.init_args.resolution")
-        parser.link_arguments("data.channels", "model.init_args.img_channels")
+        for target, source in LINKED.items():
+            parser.link_arguments(source, target)
         for group, callback in CALLBACK_GROUPS.items():
             parser.add_lightning_class_args(callback, group)
         parser.add_argument("--wandb", default="offline", choices=WANDB_MODES,
@@ -136,7 +154,19 @@ class RtilCLI(LightningCLI):
             cfg.trainer.logger = loggers
 
     def instantiate_classes(self):
-        super().instantiate_classes()
+        # Warnings while the classes are built (e.g. the deprecated flat RTIL keys) are shown once they are built, or
+        # not at all when a setting is one of our errors: that error is then the only line.
+        error = None
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                super().instantiate_classes()
+            except Exception as e:  # re-raised below
+                error = e
+        if error is None or _rtil_error_in(error) is None:
+            for w in caught:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+        if error is not None:
+            raise error
         init_from = self.config[self.subcommand].get("init_from") if self.subcommand else None
         if init_from is not None:  # before anything trains; a file that does not fit the config is a clear error
             from rtil.training.init_from import apply_init_source, read_init_source
@@ -147,6 +177,13 @@ class RtilCLI(LightningCLI):
             lines = apply_init_source(self.model, source)
             if self.trainer.is_global_zero:
                 print("\n".join(lines))
+
+    def instantiate_trainer(self, **kwargs):
+        # Lightning checks its own options here; a bad value (--trainer.max_steps -5) is one error line.
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except TRAINER_ERRORS as e:
+            raise RtilError(f"bad --trainer option: {' '.join(str(e).split())}") from e
 
     def _parse_ckpt_path(self):
         # Lightning reads the checkpoint's hyper-parameters here, before anything else: check the file first.
