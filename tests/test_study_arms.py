@@ -74,6 +74,10 @@ def test_arms_end_to_end_and_a_rerun_does_nothing(tmp_path):
     assert comparisons == {"length_0.02kimg", "length_0.04kimg", "same_start", "length_quality_matched"}
     again = run_study(config, stages=list(WORK))
     assert again["ran"] == dict.fromkeys(WORK, 0)
+    for tensors in (tmp_path / "out" / "cells").glob("*.pt"):  # a clone has the cells' metrics, not their tensors
+        tensors.unlink()
+    run_study(config, stages=["report"])
+    assert "(No image grid for csgm: the cell tensors" in (tmp_path / "report" / "results.md").read_text()
 
 
 @pytest.mark.parametrize("change, message", [

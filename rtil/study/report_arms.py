@@ -93,8 +93,12 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
         first = comps[0]
         label_b, label_t = first.labels
         kimgs = [c.kimg for c in comps]
-        tuning = ("tuned once at the longest budget and applied to every snapshot" if first.tune_at == "longest"
-                  else "tuned on the validation images for each snapshot")
+        if not any(cfg.tune.grids.get(m) for m in first.methods):
+            tuning = "each method's common settings at every snapshot (no tuning grid)"
+        elif first.tune_at == "longest":
+            tuning = "tuned once at the longest budget and applied to every snapshot (methods with a tuning grid)"
+        else:
+            tuning = "tuned on the validation images for each snapshot (methods with a tuning grid)"
         lines += [f"## Training length: {group_title(first)}", "",
                   f"The same pairs at {', '.join(f'{k:g}' for k in kimgs)} kimg (each snapshot is the checkpoint at "
                   f"or just below its budget). Solver settings: {tuning}. Δ is {label_t} - {label_b} PSNR in dB, "

@@ -2,6 +2,7 @@
 kimg, sample grids), whether each comparison's G0s sample equally well, and the wall time per stage."""
 
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -73,11 +74,14 @@ def stage_times(cfg: StudyConfig) -> list[str]:
         mine = [e for e in entries if e["stage"] == stage]
         if mine:
             count, seconds = work[stage]
-            fresh = f"{seconds / (1 if stage == 'export' else cfg.jobs) / 60:.1f} min"
+            fresh = ("not recorded (no export run over every generator)" if math.isnan(seconds)
+                     else f"{seconds / (1 if stage == 'export' else cfg.jobs) / 60:.1f} min")
             lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | {sum(e['seconds'] for e in mine) / 60:.1f} min"
                          f" | {count} | {fresh} |")
-    total = sum(seconds / (1 if stage == "export" else cfg.jobs) for stage, (_, seconds) in work.items())
-    return lines + [f"| all (without the report) | | | | **{total / 60:.1f} min** |", ""]
+    known = {stage: seconds for stage, (_, seconds) in work.items() if not math.isnan(seconds)}
+    total = sum(seconds / (1 if stage == "export" else cfg.jobs) for stage, seconds in known.items())
+    missing = " and export" if len(known) < len(work) else ""
+    return lines + [f"| all (without the report{missing}) | | | | **{total / 60:.1f} min** |", ""]
 
 
 def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int, float]]:

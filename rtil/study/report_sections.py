@@ -8,7 +8,7 @@ import torch
 
 from rtil.evaluation.plots import plot_curves, plot_tuning, save_comparison_grid
 from rtil.evaluation.stats import mean_ci
-from rtil.study.cells import cell_images, tune_items, tune_result, tuned_settings
+from rtil.study.cells import cell_file, cell_images, tune_items, tune_result, tuned_settings
 from rtil.study.config import Comparison, Images, StudyConfig
 from rtil.study.report_stats import cell_name, shown_kinds
 
@@ -75,6 +75,11 @@ def grid(cfg: StudyConfig, cells, comparison: Comparison, cname, method, figures
     b_name, t_name = comparison.baseline[0], comparison.treatment[0]
     by_gen = {c["generator"]: c for c in mine if c["task"] == first["task"] and c["param"] == first["param"]}
     cb, ct = by_gen[b_name], by_gen[t_name]
+    missing = [f for f in (cell_file(cfg, cb).with_suffix(".pt"), cell_file(cfg, ct).with_suffix(".pt"))
+               if not f.is_file()]
+    if missing:  # a clone holds the cells' metrics (.json) but not their tensors: no grid, and say so
+        return [f"(No image grid for {method}: the cell tensors {', '.join(str(f) for f in missing)} are not here; "
+                f"the evaluate stage writes them.)", ""]
     tb, tt = cell_images(cfg, cb), cell_images(cfg, ct)
     gain = torch.tensor(ct["result"]["metrics"]["psnr"]) - torch.tensor(cb["result"]["metrics"]["psnr"])
     order = torch.argsort(gain, descending=True)
