@@ -101,6 +101,11 @@ def test_rerun_does_no_work_and_a_deleted_cell_is_recomputed_alone(quick_study):
     again = run_study(config, quick=True, stages=["train", "export", "tune", "evaluate"])
     assert again["ran"] == {"train": 0, "export": 0, "tune": 0, "evaluate": 1}
     assert cell.is_file()
+    generator = sorted((tmp_path / "study" / "generators").glob("*.pt"))[0]  # a clone has no generator files
+    generator.unlink()
+    again = run_study(config, quick=True, stages=["train", "export", "tune", "evaluate"])
+    assert again["ran"] == {"train": 0, "export": 1, "tune": 0, "evaluate": 0}
+    assert generator.is_file()
 
 
 def test_report_stage_removes_only_its_own_stale_figures(quick_study):

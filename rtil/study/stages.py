@@ -137,8 +137,11 @@ def export_record(cfg: StudyConfig, name: str) -> dict:
 
 
 def export_done(cfg: StudyConfig, name: str) -> bool:
+    """Whether the generator's file, samples and FDD record exist (a clone holds the records, not the files: it
+    exports again) and the record is of the generator's current settings."""
     path = cfg.out / "fdd" / f"{name}.json"
-    return path.is_file() and json.loads(path.read_text()).get("fingerprint") == cfg.generators[name].fingerprint
+    return (path.is_file() and json.loads(path.read_text()).get("fingerprint") == cfg.generators[name].fingerprint
+            and cfg.generator_file(name).is_file() and samples_file(cfg, name).is_file())
 
 
 def export_one(cfg: StudyConfig, name: str) -> None:
