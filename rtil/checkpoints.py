@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,7 +37,11 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: boo
     if not path.is_file():
         raise RtilError(f"{what} file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():
+            # torch's note on a pickle protocol above 2 comes before the error that refuses such a file (or is moot)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning,
+                                    module="torch._weights_only_unpickler")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RtilError(
