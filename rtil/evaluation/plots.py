@@ -130,7 +130,6 @@ def save_member_grid(G, path: str | Path, num_samples: int = 8, seed: int = 0) -
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     save_figure_atomically(fig, path)
     save_figure_atomically(fig, path.with_suffix(".pdf"), metadata={"CreationDate": None})  # same figure, same bytes

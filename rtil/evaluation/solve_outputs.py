@@ -18,7 +18,6 @@ def write_solve_outputs(out: Path, images, names, results, lpips_metric, lpips_n
     InversionResults `results` of `images` (N, C, H, W) in [-1, 1]; `args` are invert.py solve's arguments."""
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "reconstructions").mkdir(exist_ok=True)
     for i, image in enumerate(results.reconstructions):
         save_image_atomically(to_unit_range(image), out / "reconstructions" / f"{i:05d}.png")
     rows = torch.stack([images, results.measurement_views.clamp(-1, 1), results.reconstructions], dim=1)

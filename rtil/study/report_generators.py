@@ -70,18 +70,19 @@ def stage_times(cfg: StudyConfig) -> list[str]:
              "by the number of workers (export: its last run over every generator): what a fresh run of this "
              "config would take.", "",
              "| stage | items run | wall time | items of this config | their time / workers |", "|---|---|---|---|---|"]
+    # a fresh run's time per stage: the items' time shared by the workers (export: one run's wall time; nan when no
+    # export run over every generator was recorded)
+    fresh = {stage: seconds / (1 if stage == "export" else cfg.jobs) for stage, (_, seconds) in work.items()}
     for stage in WORK_STAGES:
         mine = [e for e in entries if e["stage"] == stage]
         if mine:
-            count, seconds = work[stage]
-            fresh = ("not recorded (no export run over every generator)" if math.isnan(seconds)
-                     else f"{seconds / (1 if stage == 'export' else cfg.jobs) / 60:.1f} min")
+            shown = ("not recorded (no export run over every generator)" if math.isnan(fresh[stage])
+                     else f"{fresh[stage] / 60:.1f} min")
             lines.append(f"| {stage} | {sum(e['items'] for e in mine)} | {sum(e['seconds'] for e in mine) / 60:.1f} min"
-                         f" | {count} | {fresh} |")
-    known = {stage: seconds for stage, (_, seconds) in work.items() if not math.isnan(seconds)}
-    total = sum(seconds / (1 if stage == "export" else cfg.jobs) for stage, seconds in known.items())
-    missing = " and export" if len(known) < len(work) else ""
-    return lines + [f"| all (without the report{missing}) | | | | **{total / 60:.1f} min** |", ""]
+                         f" | {work[stage][0]} | {shown} |")
+    known = [seconds for seconds in fresh.values() if not math.isnan(seconds)]
+    missing = " and export" if len(known) < len(fresh) else ""
+    return lines + [f"| all (without the report{missing}) | | | | **{sum(known) / 60:.1f} min** |", ""]
 
 
 def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int, float]]:
