@@ -86,6 +86,9 @@ def malicious(tmp_path_factory):
     (["--trainer.limit_train_batches", "1.5"], "bad --trainer option: You have passed invalid value 1.5"),
     (["--trainer.accelerator", "bogus"], "bad --trainer option: You selected an invalid accelerator name"),
     (["--trainer.devices", "-3"], "bad --trainer option: `devices`"),
+    (["--trainer.accumulate_grad_batches", "0"], "--trainer.accumulate_grad_batches"),
+    (["--trainer.accumulate_grad_batches", "2"], "Lightning cannot accumulate its gradients; leave it at 1"),
+    (["--trainer.gradient_clip_val", "1.0"], "Lightning cannot clip its gradients; leave it unset"),
 ])
 def test_bad_training_input_is_one_error_line_and_status_2(tmp_path, capsys, malicious, args, message):
     generator = tmp_path / "g.pt"

@@ -181,9 +181,11 @@ class RtilCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         # Lightning checks its own options here; a bad value (--trainer.max_steps -5) is one error line.
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except TRAINER_ERRORS as e:
             raise RtilError(f"bad --trainer option: {' '.join(str(e).split())}") from e
+        check_manual_optimization_options(trainer)
+        return trainer
 
     def _parse_ckpt_path(self):
         # Lightning reads the checkpoint's hyper-parameters here, before anything else: check the file first.
@@ -202,6 +204,18 @@ class RtilCLI(LightningCLI):
                 check_resume_settings(path, cfg.model)
         # Lightning's own version would now replace the command's model settings by the checkpoint's, silently
         # (a lower lr, or another channel count, would be ignored); check_resume_settings decides instead.
+
+
+def check_manual_optimization_options(trainer) -> None:
+    """Our GAN modules step their optimizers themselves (manual optimization), which Lightning refuses to combine
+    with its gradient accumulation or clipping only when fit starts: refuse them here, in one line."""
+    if trainer.accumulate_grad_batches != 1:
+        raise RtilError(f"--trainer.accumulate_grad_batches {trainer.accumulate_grad_batches}: rtil's GAN training "
+                        f"steps its optimizers itself, so Lightning cannot accumulate its gradients; leave it at 1 "
+                        f"(for a larger batch, raise --data.batch_size)")
+    if trainer.gradient_clip_val:  # None and 0 clip nothing
+        raise RtilError(f"--trainer.gradient_clip_val {trainer.gradient_clip_val}: rtil's GAN training steps its "
+                        f"optimizers itself, so Lightning cannot clip its gradients; leave it unset")
 
 
 def check_option_ranges(cfg) -> None:
