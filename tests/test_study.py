@@ -109,14 +109,20 @@ def test_rerun_does_no_work_and_a_deleted_cell_is_recomputed_alone(quick_study):
 
 
 def test_report_stage_removes_only_its_own_stale_figures(quick_study):
+    """A figure the previous report showed and the new one does not is deleted; the figures of another report are
+    kept, also when its name starts like this one's (results_20kimg.md beside results.md)."""
     tmp_path, config, _ = quick_study
     figures = tmp_path / "report" / "figures"
-    stale, other = figures / "results_removed_method_cs.png", figures / "explore_box.png"
-    for path in (stale, stale.with_suffix(".pdf"), other):
+    stale = figures / "results_removed_method_cs.png"
+    others = [figures / "explore_box.png", figures / "results_20kimg_fdd.png", figures / "results_20kimg_fdd.pdf"]
+    for path in (stale, stale.with_suffix(".pdf"), *others):
         path.write_bytes(b"old")
+    report = tmp_path / "report" / "results.md"
+    report.write_text(report.read_text() + "\n![removed](figures/results_removed_method_cs.png)\n")
+    (tmp_path / "report" / "results_20kimg.md").write_text("![fdd](figures/results_20kimg_fdd.png)\n")
     run_study(config, quick=True, stages=["report"])
     assert not stale.exists() and not stale.with_suffix(".pdf").exists()
-    assert other.exists() and (figures / "results_fdd.png").exists()
+    assert all(path.exists() for path in others) and (figures / "results_fdd.png").exists()
 
 
 @pytest.mark.parametrize("change, message", [

@@ -67,8 +67,9 @@ class Comparison:
     settings: list
     group: str = ""  # a comparison expanded from `snapshots`: the config's comparison name
     kimg: float | None = None  # and the snapshot's training budget
-    tune_at: str = "each"  # snapshots tuned each on its own ('each') or at the longest budget ('longest')
+    tune_at: str = "each"  # snapshots tuned each on its own ('each') or at the longest snapshot ('longest')
     quality_matched: bool = False  # the report also pairs each treatment snapshot with the closest-FDD baseline
+    continued_from: float | None = None  # a `continues` budget of a group: where its generators continued the group's
 
     @property
     def generators(self) -> list[str]:

@@ -1,7 +1,8 @@
 """The study config's arms beyond one pair per generator: snapshots (a comparison's generators at several training
-budgets: `snapshots`, `tune_at`, `quality_matched`) and same-start generators (`init_from`: continue another
-generator's checkpoint), checked once when the config is read. A comparison with snapshots becomes one comparison
-per budget between snapshot generators named `<generator>_<kimg>kimg`."""
+budgets: `snapshots`, `tune_at`, `quality_matched`), same-start generators (`init_from`: continue another
+generator's checkpoint) and continuations (`continues`: a longer budget of a snapshot comparison, each arm continued
+from its own longest snapshot), checked once when the config is read. A comparison with snapshots becomes one
+comparison per budget between snapshot generators named `<generator>_<kimg>kimg`."""
 
 from dataclasses import replace
 
@@ -100,3 +101,49 @@ def check_same_start(name: str, comparison: Comparison, generators: dict[str, Ge
         if (gb.init_from or gt.init_from) and (gb.init_from != gt.init_from or gb.seed != gt.seed):
             raise RtilError(f"{where}: comparison {name!r} pairs {b!r} with {t!r}: a same-start pair must continue "
                             f"the same generator's checkpoint (init_from) with the same seed")
+
+
+def read_continuation(name: str, c: dict, comparison: Comparison, comparisons: dict, generators: dict,
+                      where: str) -> Comparison:
+    """`continues: <comparison with snapshots>`: one more budget of that comparison, for when its longest snapshot is
+    not yet enough. Each generator continues the group's generator of the same arm and pair (`init_from` its
+    checkpoint at one kimg K, both arms alike, trained T more kimg): the point joins the group at K + T kimg. With
+    the group's `tune_at: longest` its generators take the settings tuned at the group's longest snapshot."""
+    group = c["continues"]
+    names = sorted((n for n, other in comparisons.items() if other.group == group and other.kimg is not None
+                    and other.continued_from is None), key=lambda n: comparisons[n].kimg)
+    if not names:
+        raise RtilError(f"{where}: comparison {name!r} continues {group!r}, which is not a comparison with "
+                        f"'snapshots' defined above it")
+    for key in ("snapshots", "tune_at", "quality_matched"):
+        if key in c:
+            raise RtilError(f"{where}: comparison {name!r}: {key} comes from {group!r}, which it continues")
+    longest = comparisons[names[-1]]
+    starts, lengths = set(), set()
+    for arm in ("baseline", "treatment"):
+        own, theirs = getattr(comparison, arm), [generators[g].source for g in getattr(longest, arm)]
+        if len(own) != len(theirs):
+            raise RtilError(f"{where}: comparison {name!r} needs one {arm} generator per pair of {group!r} "
+                            f"({len(theirs)}), got {len(own)}")
+        for g, source in zip(own, theirs, strict=True):
+            start = generators[g].init_from
+            if start is None or start["generator"] != source or generators[g].seed != generators[source].seed:
+                raise RtilError(f"{where}: comparison {name!r}: {arm} generator {g!r} must continue {source!r} "
+                                f"(init_from: {{generator: {source}, kimg: ...}}) with its seed")
+            starts.add(start["kimg"])
+            lengths.add(generators[g].total_kimg)
+    if len(starts) != 1 or len(lengths) != 1 or None in lengths:
+        raise RtilError(f"{where}: comparison {name!r}: every generator must continue from the same kimg and train the "
+                        f"same total_kimg (got init_from kimg {sorted(starts)}, total_kimg {sorted(lengths, key=str)})")
+    start = starts.pop()
+    kimg = start + lengths.pop()
+    if kimg <= longest.kimg:
+        raise RtilError(f"{where}: comparison {name!r} ends at {kimg:g} kimg, not beyond the longest snapshot "
+                        f"of {group!r} ({longest.kimg:g} kimg)")
+    if longest.tune_at == "longest":  # the group's settings stay those tuned at its longest snapshot
+        for arm in ("baseline", "treatment"):
+            for g, snapshot in zip(getattr(comparison, arm), getattr(longest, arm), strict=True):
+                generators[g] = replace(generators[g], tune_from=snapshot)
+    title = longest.title.rsplit(", at ", 1)[0]
+    return replace(comparison, title=f"{title}, at {kimg:g} kimg", group=group, kimg=kimg, tune_at=longest.tune_at,
+                   quality_matched=longest.quality_matched, continued_from=start)

@@ -17,7 +17,13 @@ from rtil.study.config import (
     Tuning,
     short_hash,
 )
-from rtil.study.config_arms import check_same_start, expand_snapshots, read_init_from, training_lengths
+from rtil.study.config_arms import (
+    check_same_start,
+    expand_snapshots,
+    read_continuation,
+    read_init_from,
+    training_lengths,
+)
 from rtil.study.config_checks import check_known_keys, check_training_changes, image_files, image_range
 
 
@@ -171,7 +177,7 @@ def read_comparisons(raw: dict, path: Path, generators: dict, methods: dict, tas
     comparisons = {}
     for name, c in raw.items():
         check_known_keys(c, ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots",
-                             "tune_at", "quality_matched"), f"{path}", f"comparison {name!r}")
+                             "tune_at", "quality_matched", "continues"), f"{path}", f"comparison {name!r}")
         for key in ("baseline", "treatment", "methods"):
             if not isinstance(c.get(key), list) or not c[key]:
                 raise RtilError(f"{path}: comparison {name!r} needs a non-empty list '{key}'")
@@ -197,6 +203,9 @@ def read_comparisons(raw: dict, path: Path, generators: dict, methods: dict, tas
         comparison = Comparison(title=c.get("title", name), labels=c.get("labels") or ["baseline", "treatment"],
                                 baseline=list(c["baseline"]), treatment=list(c["treatment"]),
                                 methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings))
+        if "continues" in c:
+            comparisons[name] = read_continuation(name, c, comparison, comparisons, generators, f"{path}")
+            continue
         check_same_start(name, comparison, generators, f"{path}")
         comparisons.update(expand_snapshots(name, c, comparison, generators, f"{path}"))
     return comparisons

@@ -119,17 +119,20 @@ def write_report(cfg: StudyConfig) -> Path:
         lines += ["## Against the papers' claims", "", cfg.claims.strip(), ""]
     lines += training(cfg, figures, stem, report.parent)
     lines += stage_times(cfg)
+    previous = report.read_text() if report.is_file() else ""
     write_text_atomically(report, "\n".join(lines) + "\n")
-    _remove_stale_figures(figures, stem, "\n".join(lines))
+    _remove_stale_figures(report.parent, previous, "\n".join(lines))
     write_json_atomically(cfg.out / "report.json", everything)
     print(f"report: {report}; per-image CSV: {csv_path}; figures: {figures}")
     return report
 
 
-def _remove_stale_figures(figures: Path, stem: str, report_text: str) -> None:
-    """Delete this report's figures (<stem>_*.png and their PDFs) that the new report no longer shows, e.g. of a
-    comparison or method removed from the config."""
-    shown = {Path(name).stem for name in re.findall(r"\]\(figures/([^)]+)\)", report_text)}
-    for path in list(figures.glob(f"{stem}_*.png")) + list(figures.glob(f"{stem}_*.pdf")):
-        if path.stem not in shown:
-            path.unlink()
+def _remove_stale_figures(folder: Path, previous: str, report_text: str) -> None:
+    """Delete the figures (and their PDFs) that the previous version of this report showed and the new one does
+    not, e.g. of a comparison or method removed from the config; another report's figures are never touched, even
+    when its name starts like this one's (results.md, results_20kimg.md)."""
+    shown = set(re.findall(r"\]\((figures/[^)]+)\)", report_text))
+    for name in set(re.findall(r"\]\((figures/[^)]+)\)", previous)) - shown:
+        for path in (folder / name, (folder / name).with_suffix(".pdf")):
+            if path.is_file():
+                path.unlink()

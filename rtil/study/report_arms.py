@@ -96,17 +96,22 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
         if not any(cfg.tune.grids.get(m) for m in first.methods):
             tuning = "each method's common settings at every snapshot (no tuning grid)"
         elif first.tune_at == "longest":
-            tuning = "tuned once at the longest budget and applied to every snapshot (methods with a tuning grid)"
+            at = max(c.kimg for c in comps if c.continued_from is None)
+            tuning = f"tuned once at the longest snapshot ({at:g} kimg) and applied to every budget (methods with a " \
+                     f"tuning grid)"
         else:
             tuning = "tuned on the validation images for each snapshot (methods with a tuning grid)"
         lines += [f"## Training length: {group_title(first)}", "",
                   f"The same pairs at {', '.join(f'{k:g}' for k in kimgs)} kimg (each snapshot is the checkpoint at "
-                  f"or just below its budget). Solver settings: {tuning}. Δ is {label_t} - {label_b} PSNR in dB, "
-                  f"pooled over {len(first.baseline)} pair(s) (each image's difference averaged over the pairs, "
-                  f"then a 95% t interval over the images, as in the tables above).", ""]
+                  f"or just below its budget){continued_text(cfg, comps)}. Solver settings: {tuning}. Δ is "
+                  f"{label_t} - {label_b} PSNR in dB, pooled over {len(first.baseline)} pair(s) (each image's "
+                  f"difference averaged over the pairs, then a 95% t interval over the images, as in the tables "
+                  f"above).", ""]
         fdd = {arm: [statistics.mean(mean_g0_fdd(cfg, g) for g in getattr(c, arm)) for c in comps]
                for arm in ("baseline", "treatment")} if cfg.fdd_samples > 0 else None
-        answers.append(f"**{group_title(first)}** (snapshots at {', '.join(f'{k:g}' for k in kimgs)} kimg; {tuning}):")
+        budgets = ", ".join(f"{c.kimg:g}" + (f" (continued from {c.continued_from:g})" if c.continued_from else "")
+                            for c in comps)
+        answers.append(f"**{group_title(first)}** (snapshots at {budgets} kimg; {tuning}):")
         for method in first.methods:
             for kind, named in _kinds(cfg, first, method):
                 stats = {n: {(s["task"], s["param"]): s for s in everything[n]
@@ -132,6 +137,14 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                                    + _length_answer(rows, comps, names, stats, method, kind, task, param, label_t))
         answers.append("")
     return lines, answers
+
+
+def continued_text(cfg: StudyConfig, comps: list[Comparison]) -> str:
+    """How the group's continued budgets were trained (empty when it has none)."""
+    parts = [f"the {c.kimg:g}-kimg point continues each arm's own checkpoint at {c.continued_from:g} kimg for "
+             f"{c.kimg - c.continued_from:g} kimg (train.py --init_from: G, G_ema and D; fresh optimisers and kimg "
+             f"clock in both arms alike; {', '.join(c.generators)})" for c in comps if c.continued_from is not None]
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _length_answer(rows, comps, names, stats, method, kind, task, param, label_t) -> str:
@@ -179,10 +192,10 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
     if fdd:
         ax = axes[0][1]
         for arm, label, style in (("baseline", comps[0].labels[0], "-"), ("treatment", comps[0].labels[1], "--")):
-            for g in sorted({cfg.generators[x].source for c in comps for x in getattr(c, arm)}):
+            for g, start in sorted({trained_run(cfg, c, x) for c in comps for x in getattr(c, arm)}):
                 curve = export_record(cfg, g)["curve"]
                 if curve:
-                    ax.plot([p["kimg"] for p in curve], [p["fdd"][0] for p in curve], style, linewidth=0.8,
+                    ax.plot([start + p["kimg"] for p in curve], [p["fdd"][0] for p in curve], style, linewidth=0.8,
                             label=f"{g} G0")
             ax.plot(kimgs, fdd[arm], style, marker="o", color="black" if arm == "baseline" else "gray",
                     label=f"{label} G0 at the snapshots (mean of pairs)")
@@ -194,6 +207,14 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
     fig.tight_layout()
     save_figure_atomically(fig, path)
     plt.close(fig)
+
+
+def trained_run(cfg: StudyConfig, c: Comparison, generator: str) -> tuple[str, float]:
+    """(the trained generator behind one of a length group's generators, the kimg its own clock starts at): a
+    snapshot's source from 0, a continuation's own run from the kimg it continued."""
+    if c.continued_from is not None:
+        return generator, c.continued_from
+    return cfg.generators[generator].source, 0.0
 
 
 def cell_answers(cfg: StudyConfig, stats: list[dict], c: Comparison, method: str) -> list[str]:
@@ -215,7 +236,7 @@ def same_start_answers(cfg: StudyConfig, everything: dict) -> list[str]:
     out = []
     for name, c in cfg.comparisons.items():
         starts = [cfg.generators[g].init_from for g in c.generators]
-        if not all(starts):
+        if not all(starts) or c.continued_from is not None:
             continue
         where = ", ".join(sorted({f"{s['generator']} at {s['kimg']:g} kimg" for s in starts}))
         more = ", ".join(sorted({f"{cfg.generators[g].total_kimg:g}" for g in c.generators}))

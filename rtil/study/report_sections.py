@@ -110,8 +110,8 @@ def tuning(cfg: StudyConfig, comparison: Comparison, cname: str, figures: Path, 
         if not candidates:
             continue
         generators = [g for g in comparison.generators if cfg.generators[g].tune_from is None]
-        if not generators:  # every generator takes another's tuned settings (tuned at the longest budget)
-            lines += [f"{method}: each generator uses the settings tuned at the longest budget ("
+        if not generators:  # every generator takes another's tuned settings (tuned at the longest snapshot)
+            lines += [f"{method}: each generator uses the settings tuned at the longest snapshot ("
                       f"{', '.join(sorted({cfg.generators[g].tune_from for g in comparison.generators}))}).", ""]
             continue
         lines += [f"Tuning of {method} ({cfg.tune.task} {cfg.tune.param}, validation PSNR in dB; "
