@@ -97,6 +97,11 @@ def test_arms_end_to_end_and_a_rerun_does_nothing(tmp_path):
     assert again["ran"] == dict.fromkeys(WORK, 0)
     for tensors in (tmp_path / "out" / "cells").glob("*.pt"):  # a clone has the cells' metrics, not their tensors
         tensors.unlink()
+    grid = tmp_path / "report" / "figures" / "results_same_start_csgm_grid.png"
+    drawn = grid.read_bytes()
+    run_study(config, stages=["report"])  # the grid drawn from the tensors stays, with its caption
+    assert grid.read_bytes() == drawn and report == (tmp_path / "report" / "results.md").read_text()
+    grid.unlink()
     run_study(config, stages=["report"])
     assert "(No image grid for csgm: the cell tensors" in (tmp_path / "report" / "results.md").read_text()
 

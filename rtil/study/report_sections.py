@@ -66,7 +66,8 @@ def curves(sel, comparison: Comparison, cname, method, kind, figures: Path, stem
 def grid(cfg: StudyConfig, cells, comparison: Comparison, cname, method, figures: Path, stem: str,
          base: Path) -> list[str]:
     """Truth | measurement | baseline | treatment for the images with the largest gains and losses, in the first
-    cell of the first pair (tuned settings when evaluated)."""
+    cell of the first pair (tuned settings when evaluated). Without the cells' tensors (a clone), a grid drawn from
+    them earlier is kept (its rows follow from the cells' metrics), else the report says why there is none."""
     kind = shown_kinds(cfg.tune.grids, comparison, method)[0]
     mine = [c for c in cells if c["comparison"] == cname and c["method"] == method and c["kind"] == kind]
     if not mine:
@@ -75,23 +76,25 @@ def grid(cfg: StudyConfig, cells, comparison: Comparison, cname, method, figures
     b_name, t_name = comparison.baseline[0], comparison.treatment[0]
     by_gen = {c["generator"]: c for c in mine if c["task"] == first["task"] and c["param"] == first["param"]}
     cb, ct = by_gen[b_name], by_gen[t_name]
+    name = f"{stem}_{cname}_{method}_grid.png"
     missing = [f for f in (cell_file(cfg, cb).with_suffix(".pt"), cell_file(cfg, ct).with_suffix(".pt"))
                if not f.is_file()]
-    if missing:  # a clone holds the cells' metrics (.json) but not their tensors: no grid, and say so
+    if missing and not (figures / name).is_file():  # a clone holds the cells' metrics, not their tensors
         return [f"(No image grid for {method}: the cell tensors {', '.join(str(f) for f in missing)} are not here; "
                 f"the evaluate stage writes them.)", ""]
-    tb, tt = cell_images(cfg, cb), cell_images(cfg, ct)
     gain = torch.tensor(ct["result"]["metrics"]["psnr"]) - torch.tensor(cb["result"]["metrics"]["psnr"])
     order = torch.argsort(gain, descending=True)
     k = min(GRID_IMAGES, len(order) // 2 or 1)
     picks = torch.cat([order[:k], order[-k:]])
-    columns = [tb["truths"][picks], tb["measurement_views"][picks], tb["reconstructions"][picks],
-               tt["reconstructions"][picks]]
-    name = f"{stem}_{cname}_{method}_grid.png"
-    psnr_b, psnr_t = cb["result"]["metrics"]["psnr"], ct["result"]["metrics"]["psnr"]
-    save_comparison_grid([c.float() for c in columns], figures / name,
-                         labels=["truth", "measurement", b_name, t_name],
-                         scores=[None, None, [psnr_b[i] for i in picks.tolist()], [psnr_t[i] for i in picks.tolist()]])
+    if not missing:  # else the grid drawn from these cells' tensors when they were here is kept
+        tb, tt = cell_images(cfg, cb), cell_images(cfg, ct)
+        columns = [tb["truths"][picks], tb["measurement_views"][picks], tb["reconstructions"][picks],
+                   tt["reconstructions"][picks]]
+        psnr_b, psnr_t = cb["result"]["metrics"]["psnr"], ct["result"]["metrics"]["psnr"]
+        save_comparison_grid([c.float() for c in columns], figures / name,
+                             labels=["truth", "measurement", b_name, t_name],
+                             scores=[None, None, [psnr_b[i] for i in picks.tolist()],
+                                     [psnr_t[i] for i in picks.tolist()]])
     gains = ", ".join(f"{gain[i]:+.1f}" for i in picks.tolist())
     return [f"Largest gains (top {k} rows) and losses (bottom {k} rows) of {t_name} over {b_name}, "
             f"{method} ({kind}), {cell_name(first['task'], first['param'])}; columns: truth | measurement | "
