@@ -75,6 +75,11 @@ class Comparison:
     def generators(self) -> list[str]:
         return self.baseline + self.treatment
 
+    @property
+    def group_title(self) -> str:
+        """The title without its budget (", at <kimg> kimg"), as the config's comparison names the group."""
+        return self.title.rsplit(", at ", 1)[0]
+
 
 @dataclass(frozen=True)
 class Tuning:

@@ -110,15 +110,14 @@ def read_continuation(name: str, c: dict, comparison: Comparison, comparisons: d
     checkpoint at one kimg K, both arms alike, trained T more kimg): the point joins the group at K + T kimg. With
     the group's `tune_at: longest` its generators take the settings tuned at the group's longest snapshot."""
     group = c["continues"]
-    names = sorted((n for n, other in comparisons.items() if other.group == group and other.kimg is not None
-                    and other.continued_from is None), key=lambda n: comparisons[n].kimg)
-    if not names:
+    longest = max((other for other in comparisons.values() if other.group == group and other.kimg is not None
+                   and other.continued_from is None), key=lambda other: other.kimg, default=None)
+    if longest is None:
         raise RtilError(f"{where}: comparison {name!r} continues {group!r}, which is not a comparison with "
                         f"'snapshots' defined above it")
     for key in ("snapshots", "tune_at", "quality_matched"):
         if key in c:
             raise RtilError(f"{where}: comparison {name!r}: {key} comes from {group!r}, which it continues")
-    longest = comparisons[names[-1]]
     starts, lengths = set(), set()
     for arm in ("baseline", "treatment"):
         own, theirs = getattr(comparison, arm), [generators[g].source for g in getattr(longest, arm)]
@@ -144,6 +143,5 @@ def read_continuation(name: str, c: dict, comparison: Comparison, comparisons: d
         for arm in ("baseline", "treatment"):
             for g, snapshot in zip(getattr(comparison, arm), getattr(longest, arm), strict=True):
                 generators[g] = replace(generators[g], tune_from=snapshot)
-    title = longest.title.rsplit(", at ", 1)[0]
-    return replace(comparison, title=f"{title}, at {kimg:g} kimg", group=group, kimg=kimg, tune_at=longest.tune_at,
-                   quality_matched=longest.quality_matched, continued_from=start)
+    return replace(comparison, title=f"{longest.group_title}, at {kimg:g} kimg", group=group, kimg=kimg,
+                   tune_at=longest.tune_at, quality_matched=longest.quality_matched, continued_from=start)

@@ -10,7 +10,7 @@ from pathlib import Path
 from rtil.atomic_files import save_figure_atomically
 from rtil.evaluation.stats import paired_difference
 from rtil.study.config import Comparison, StudyConfig
-from rtil.study.report_generators import g0_fdd
+from rtil.study.report_generators import g0_fdd, trained_run
 from rtil.study.report_stats import cell_name, fmt_diff, shown_kinds, verdict
 from rtil.study.stages import export_record
 
@@ -22,10 +22,6 @@ def length_groups(comparisons: dict) -> dict[str, list[str]]:
         if c.group and c.kimg is not None:
             out.setdefault(c.group, []).append(name)
     return {g: sorted(names, key=lambda n: comparisons[n].kimg) for g, names in out.items()}
-
-
-def group_title(c: Comparison) -> str:
-    return c.title.rsplit(", at ", 1)[0]
 
 
 def mean_g0_fdd(cfg: StudyConfig, generator: str) -> float:
@@ -48,7 +44,7 @@ def quality_matched(cfg: StudyConfig) -> dict[str, Comparison]:
                 baseline.append(min(candidates, key=lambda b, t=t: abs(mean_g0_fdd(cfg, b) - mean_g0_fdd(cfg, t))))
                 treatment.append(t)
         out[f"{group}_quality_matched"] = replace(
-            first, title=f"{group_title(first)}, quality-matched pairs (closest G0 FDD)", baseline=baseline,
+            first, title=f"{first.group_title}, quality-matched pairs (closest G0 FDD)", baseline=baseline,
             treatment=treatment, kimg=None)
     return out
 
@@ -101,7 +97,7 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                      f"tuning grid)"
         else:
             tuning = "tuned on the validation images for each snapshot (methods with a tuning grid)"
-        lines += [f"## Training length: {group_title(first)}", "",
+        lines += [f"## Training length: {first.group_title}", "",
                   f"The same pairs at {', '.join(f'{k:g}' for k in kimgs)} kimg (each snapshot is the checkpoint at "
                   f"or just below its budget){continued_text(cfg, comps)}. Solver settings: {tuning}. Δ is "
                   f"{label_t} - {label_b} PSNR in dB, pooled over {len(first.baseline)} pair(s) (each image's "
@@ -111,7 +107,7 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                for arm in ("baseline", "treatment")} if cfg.fdd_samples > 0 else None
         budgets = ", ".join(f"{c.kimg:g}" + (f" (continued from {c.continued_from:g})" if c.continued_from else "")
                             for c in comps)
-        answers.append(f"**{group_title(first)}** (snapshots at {budgets} kimg; {tuning}):")
+        answers.append(f"**{first.group_title}** (snapshots at {budgets} kimg; {tuning}):")
         for method in first.methods:
             for kind, named in _kinds(cfg, first, method):
                 stats = {n: {(s["task"], s["param"]): s for s in everything[n]
@@ -130,7 +126,7 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
                         for k in cells) + quality)
                 name = f"{stem}_{group}_{method}_{kind}_length.png"
                 _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, figures / name,
-                             f"{group_title(first)}, {method} ({named}): {label_t} - {label_b}")
+                             f"{first.group_title}, {method} ({named}): {label_t} - {label_b}")
                 lines += ["", f"![{method} against kimg]({(figures / name).relative_to(base)})", ""]
                 for task, param in cells:
                     answers.append(f"- {method} ({named}), {cell_name(task, param)}: "
@@ -192,7 +188,7 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
     if fdd:
         ax = axes[0][1]
         for arm, label, style in (("baseline", comps[0].labels[0], "-"), ("treatment", comps[0].labels[1], "--")):
-            for g, start in sorted({trained_run(cfg, c, x) for c in comps for x in getattr(c, arm)}):
+            for g, start in sorted({trained_run(cfg, x) for c in comps for x in getattr(c, arm)}):
                 curve = export_record(cfg, g)["curve"]
                 if curve:
                     ax.plot([start + p["kimg"] for p in curve], [p["fdd"][0] for p in curve], style, linewidth=0.8,
@@ -207,14 +203,6 @@ def _plot_length(cfg, comps, kimgs, stats, names, cells, fdd, path: Path, title:
     fig.tight_layout()
     save_figure_atomically(fig, path)
     plt.close(fig)
-
-
-def trained_run(cfg: StudyConfig, c: Comparison, generator: str) -> tuple[str, float]:
-    """(the trained generator behind one of a length group's generators, the kimg its own clock starts at): a
-    snapshot's source from 0, a continuation's own run from the kimg it continued."""
-    if c.continued_from is not None:
-        return generator, c.continued_from
-    return cfg.generators[generator].source, 0.0
 
 
 def cell_answers(cfg: StudyConfig, stats: list[dict], c: Comparison, method: str) -> list[str]:

@@ -99,6 +99,15 @@ def _item_seconds(cfg: StudyConfig, entries: list[dict]) -> dict[str, tuple[int,
             "tune": (len(tune), sum(tune)), "evaluate": (len(cells), sum(evaluate))}
 
 
+def trained_run(cfg: StudyConfig, generator: str) -> tuple[str, float]:
+    """(the trained generator behind a generator, the kimg its own clock starts at): a snapshot's source from 0, a
+    trained generator itself from the kimg it continued (init_from; 0 for one trained from scratch)."""
+    g = cfg.generators[generator]
+    if g.source is not None:
+        return g.source, 0.0
+    return generator, (g.init_from or {}).get("kimg", 0.0)
+
+
 def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str]:
     """The generators section: a table of training cost and final FDD, FDD against kimg (trained generators; a
     continued one from its start), the sample grids (every generator the comparisons use)."""
@@ -122,7 +131,7 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min{untimed} | {done['seconds'] / max(timed, 1e-9):.0f} | "
                      + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
-        curve, start = fdd["curve"], (cfg.generators[name].init_from or {}).get("kimg", 0.0)
+        curve, (_, start) = fdd["curve"], trained_run(cfg, name)
         if curve:
             for member in range(len(curve[0]["fdd"])):
                 ax.plot([start + c["kimg"] for c in curve], [c["fdd"][member] for c in curve], marker=".",
