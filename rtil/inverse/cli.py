@@ -14,6 +14,9 @@ resolution). Solver settings come from --config (YAML), by default the shipped c
 Writes into --out: reconstructions/<index>.png, grid.png (rows: truth | measurement | reconstruction),
 measurements.pt (torch.load(..., weights_only=True)), metrics.json (per-image PSNR / SSIM / LPIPS, means with
 95% confidence intervals, metric, operator and solver settings, generator provenance).
+--out is never an input, never holds one and never lies inside the --images folder (rtil/inverse/output_folders.py).
+A sweep writes into a new or empty folder, or resumes in the folder of a sweep with the same config; it refuses any
+other folder (rtil/inverse/sweep.py, check_sweep_folder).
 Errors in the input print one line "error: ..." and exit with status 2.
 """
 
@@ -26,6 +29,7 @@ import torch
 
 from rtil.cli_checks import ArgumentParser, Ranged, add_overwrite_argument, check_device, check_output_folder
 from rtil.errors import RtilError
+from rtil.inverse.output_folders import check_apart_from_inputs
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent.parent / "configs" / "invert"
 
@@ -91,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="models x methods x tasks x parameters from a YAML config (resumable)")
     p.add_argument("--config", required=True, help="sweep config, e.g. configs/eval/digits_demo.yaml")
-    p.add_argument("--out", default=None, help="results folder (default: the config's 'out')")
+    p.add_argument("--out", default=None, help="results folder (default: the config's 'out'): a new or empty "
+                   "folder, or that of a sweep with the same config, which resumes")
     p.add_argument("--rank", type=SEED, default=None, help="this process's share of the cells (default: $RANK or 0)")
     p.add_argument("--world-size", type=COUNT, default=None, help="number of processes (default: $WORLD_SIZE or 1)")
     p.add_argument("--merge-only", action="store_true", help="only merge the finished cells into tables and plots")
@@ -130,8 +135,9 @@ def run_explore(args) -> None:
     if args.initial not in ("csgm", "pulse"):
         raise RtilError(f"--initial must be csgm or pulse (a solution at cut 0), got {args.initial!r}")
     check_device(args.device)
-    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, args.initial_config])
     config = args.initial_config or SHIPPED_CONFIGS / f"{args.initial}.yaml"
+    check_apart_from_inputs(args.out, [args.generator, config], args.images)
+    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, config])
     settings = load_settings(config)
     G = load_generator(args.generator, device=args.device)
     images, names = load_images(args.images, G.resolution, G.img_channels, args.num_images)
@@ -175,12 +181,14 @@ def run_explore(args) -> None:
 
 def run_sweep_command(args) -> None:
     from rtil.evaluation.sweep_tables import merge_sweep
-    from rtil.inverse.sweep import read_sweep_config, run_sweep
+    from rtil.inverse.sweep import check_sweep_folder, read_sweep_config, run_sweep
 
-    out = Path(args.out or read_sweep_config(args.config)["out"])  # the config is checked before any work
-    if out.exists() and not out.is_dir():
-        raise RtilError(f"the sweep's results folder {out} is an existing file; give a folder (--out or 'out')")
+    cfg = read_sweep_config(args.config)  # the config and the results folder are checked before any work
+    out = Path(args.out or cfg["out"])
+    ours = check_sweep_folder(out, cfg)  # raises for the user's folder or that of another sweep
     if args.merge_only:
+        if not ours:  # merges only the cells of a sweep of this config, in its own folder
+            raise RtilError(f"{out} holds no results of a sweep (no sweep_config.json) to merge; run the sweep first")
         merge_sweep(out)
         return
     rank = _process_number("--rank", args.rank, "RANK", 0)
@@ -221,7 +229,8 @@ def run_solve(args) -> None:
     if args.task not in TASKS:
         raise RtilError(f"unknown task {args.task!r}; choose one of {', '.join(TASKS)}")
     check_device(args.device)
-    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, args.config])
+    check_apart_from_inputs(args.out, [args.generator, config], args.images)
+    check_output_folder(args.out, args.overwrite, inputs=[args.generator, args.images, config])
     G = load_generator(args.generator, device=args.device)
     image_shape = (G.img_channels, G.resolution, G.resolution)
     build_operator(args.task, image_shape, 1, ratio=args.ratio, factor=args.factor, sigma=args.sigma)  # validates
