@@ -107,16 +107,22 @@ def test_shipped_sweep_configs_are_valid(name):
     assert cfg["tasks"] and cfg["models"]  # cell_list also needs the generator files
 
 
-def test_a_rerun_with_other_settings_computes_new_cells_instead_of_reporting_stale_ones(sweep_config, tmp_path):
+def test_a_rerun_with_other_settings_into_the_same_folder_is_refused_and_a_new_folder_computes_new_cells(
+        sweep_config, tmp_path):
+    """A sweep resumes only with its own config (issue 29): other settings into the same folder are refused with
+    the first sweep's results untouched; into a new folder they compute new cells, not the stale ones."""
     run_sweep(sweep_config, progress=False)
+    summary = (tmp_path / "sweep" / "summary.csv").read_bytes()
     first = {r["image"] + r["param"] + r["model"]: r["psnr"] for r in csv.DictReader(open(tmp_path / "sweep" /
                                                                                             "results.csv"))}
     cfg = yaml.safe_load(sweep_config.read_text())
     cfg["seed"] = 1  # other operators and starts
     sweep_config.write_text(yaml.safe_dump(cfg))
-    run_sweep(sweep_config, progress=False)
-    assert len(list((tmp_path / "sweep" / "cells").glob("*.json"))) == 8  # 4 cells per seed
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    with pytest.raises(RtilError, match="differs in seed"):
+        run_sweep(sweep_config, progress=False)
+    assert (tmp_path / "sweep" / "summary.csv").read_bytes() == summary
+    run_sweep(sweep_config, out=tmp_path / "sweep_seed1", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "sweep_seed1" / "results.csv")))
     assert len(rows) == 12 and all(first[r["image"] + r["param"] + r["model"]] != r["psnr"] for r in rows)
 
 

@@ -139,6 +139,9 @@ def test_sweep_merge_refuses_a_planted_cell_file(tmp_path, marker, capsys):
 
     from conftest import ROOT
 
+    from rtil.atomic_files import json_safe
+    from rtil.inverse.sweep import RECORD, read_sweep_config
+
     out = tmp_path / "sweep"
     cell = {"id": "c0", "model": "m", "method": "csgm", "task": "cs", "param": 0.5, "images": ["0"],
             "measurement_loss": [0.1], "metrics": {"psnr": [20.0], "ssim": [0.5]}, "metric_settings": {},
@@ -147,6 +150,8 @@ def test_sweep_merge_refuses_a_planted_cell_file(tmp_path, marker, capsys):
     (out / "cells" / "c0.json").write_text(json.dumps(cell))
     plant(out / "cells" / "c0.pt", marker)
     config = ROOT / "configs" / "eval" / "digits_demo.yaml"
+    # the folder passes as this config's sweep folder (its record), so the merge reaches the planted file
+    (out / RECORD).write_text(json.dumps(json_safe({**read_sweep_config(config), "cells": ["c0"]})))
     assert run_invert(["sweep", "--config", config, "--out", out, "--merge-only"]) == 2
     assert "c0.pt" in one_line_error(capsys)
 
