@@ -16,24 +16,43 @@ def snapshot_name(name: str, kimg: float) -> str:
     return f"{name}_{kimg:g}kimg"
 
 
-def training_lengths(changes: dict, settings: dict, train_kimg) -> tuple[float | None, float]:
+def training_lengths(changes: dict, settings: dict, train_kimg, where: str) -> tuple[float | None, float]:
     """(total kimg, checkpoint interval in kimg) of a generator, as train.py gets them from the study: its `set`,
-    else the study's train_kimg (checkpoints at half of it), else its training config (else KimgCheckpoint's 10)."""
-    total = (settings.get("model") or {}).get("init_args", {}).get("total_kimg")
+    else the study's train_kimg (checkpoints at half of it), else its training config (else KimgCheckpoint's 10).
+    Each must be a number > 0 (`where` names the generator)."""
+    total = ((settings.get("model") or {}).get("init_args") or {}).get("total_kimg")
     every = (settings.get("checkpoint") or {}).get("every_kimg", 10.0)
     if train_kimg is not None:
         total, every = train_kimg, train_kimg / 2
     total = changes.get("model.init_args.total_kimg", total)
     every = changes.get("checkpoint.every_kimg", every)
+    if total is not None:
+        _kimg(total, f"{where}: its total_kimg (model.init_args.total_kimg of its `set`, train_kimg or its training "
+                     f"config)")
+    _kimg(every, f"{where}: its checkpoint interval (checkpoint.every_kimg of its `set`, half of train_kimg or its "
+                 f"training config's)")
     return (None if total is None else float(total)), float(every)
+
+
+def check_checkpoint(source: Generator, kimg: float, what: str) -> None:
+    """A generator trained as `source` is configured to have a checkpoint within one interval at or below `kimg`
+    (one every checkpoint_kimg, and one at its end), which snapshots and init_from start from."""
+    at_end = source.total_kimg is not None and abs(kimg - source.total_kimg) < 1e-9
+    if kimg < source.checkpoint_kimg - 1e-9 and not at_end:
+        end = f" and at its end ({source.total_kimg:g} kimg)" if source.total_kimg is not None else ""
+        raise RtilError(f"{what}: {kimg:g} kimg is before the generator's first checkpoint: it writes one every "
+                        f"{source.checkpoint_kimg:g} kimg (checkpoint.every_kimg){end}")
 
 
 def read_init_from(spec, name: str, generators: dict, where: str) -> dict:
     """{generator, kimg}: a generator defined before this one (and not itself a continuation's snapshot) and a
-    budget it reaches."""
+    budget it reaches and has a checkpoint at."""
     if not isinstance(spec, dict) or set(spec) != {"generator", "kimg"}:
         raise RtilError(f"{where}: generator {name!r}: init_from needs exactly 'generator' (one defined above it) "
                         f"and 'kimg' (the budget of its checkpoint to start from), got {spec!r}")
+    if not isinstance(spec["generator"], str):
+        raise RtilError(f"{where}: generators.{name}.init_from.generator must be a generator's name, got "
+                        f"{spec['generator']!r}")
     source = generators.get(spec["generator"])
     if source is None:
         raise RtilError(f"{where}: generator {name!r} starts from {spec['generator']!r}, which is not a generator "
@@ -42,11 +61,12 @@ def read_init_from(spec, name: str, generators: dict, where: str) -> dict:
     if source.total_kimg is not None and kimg > source.total_kimg:
         raise RtilError(f"{where}: generator {name!r} starts from {spec['generator']!r} at {kimg:g} kimg, but that "
                         f"generator trains only {source.total_kimg:g} kimg")
+    check_checkpoint(source, kimg, f"{where}: generators.{name}.init_from.kimg: {spec['generator']!r}")
     return {"generator": spec["generator"], "kimg": kimg}
 
 
 def _kimg(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise RtilError(f"{what} must be a number of kimg > 0, got {value!r}")
     return float(value)
 
@@ -64,7 +84,7 @@ def expand_snapshots(name: str, c: dict, comparison: Comparison, generators: dic
         return {name: comparison}
     if not isinstance(snapshots, list) or not snapshots:
         raise RtilError(f"{where}: comparison {name!r}: snapshots must be a list of kimg, e.g. [10, 20, 40, 80]")
-    budgets = sorted({_kimg(k, f"{where}: comparison {name!r}: a snapshot") for k in snapshots})
+    budgets = sorted({_kimg(k, f"{where}: comparisons.{name}.snapshots: a snapshot") for k in snapshots})
     if not isinstance(c.get("quality_matched", False), bool):
         raise RtilError(f"{where}: comparison {name!r}: quality_matched takes true or false")
     for g in comparison.generators:
@@ -74,6 +94,7 @@ def expand_snapshots(name: str, c: dict, comparison: Comparison, generators: dic
         if total is not None and budgets[-1] > total:
             raise RtilError(f"{where}: comparison {name!r}: snapshot {budgets[-1]:g} kimg is beyond generator {g!r}'s "
                             f"training ({total:g} kimg)")
+        check_checkpoint(generators[g], budgets[0], f"{where}: comparisons.{name}.snapshots: {g!r}")
     out = {}
     for kimg in budgets:
         for g in comparison.generators:

@@ -4,6 +4,7 @@
 import json
 from pathlib import Path
 
+from rtil.cli_checks import SEED_RANGE, Ranged
 from rtil.config import read_yaml_file
 from rtil.errors import RtilError
 from rtil.study.config import (
@@ -24,7 +25,17 @@ from rtil.study.config_arms import (
     read_init_from,
     training_lengths,
 )
-from rtil.study.config_checks import check_known_keys, check_training_changes, image_files, image_range
+from rtil.study.config_checks import (
+    check_known_keys,
+    check_outputs,
+    check_training_changes,
+    image_files,
+    image_range,
+    number,
+    option,
+    strings,
+    typed,
+)
 
 
 def deep_merge(base: dict, changes: dict) -> dict:
@@ -35,13 +46,23 @@ def deep_merge(base: dict, changes: dict) -> dict:
     return out
 
 
+# every key the reader takes (a method also takes its solver's settings)
 TOP_LEVEL = ("out", "report", "jobs", "holdout", "train_kimg", "fdd_samples", "claims", "device", "generators",
              "comparisons", "methods", "tune", "evaluate", "quick")
+GENERATOR_KEYS = ("config", "seed", "set", "init_from")
+METHOD_KEYS = ("file", "solver", "description")
+COMPARISON_KEYS = ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots", "tune_at",
+                   "quality_matched", "continues")
+TUNE_KEYS = ("images", "task", "param", "batch_size", "grids")
+EVALUATE_KEYS = ("images", "batch_size", "seed", "settings", "common_tasks", "tasks")
+POSITIVE_KIMG = Ranged(float, 0, open_low=True)
 
 
 def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
-    """The study config (with its `quick` changes applied if quick), every entry checked before any work."""
-    from rtil.inverse.run import make_solver
+    """The study config (with its `quick` changes applied if quick), every entry checked before any work: the
+    type and range of every value, names that must match, image ranges, and outputs that must not replace a file
+    the study did not write (config_checks.check_outputs)."""
+    from rtil.data.digits import HOLDOUT_RANGE
 
     path = Path(path)
     raw = read_yaml_file(path)
@@ -55,159 +76,243 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
             raise RtilError(f"{path}: --quick needs a 'quick' mapping of changes in the config")
         raw = deep_merge(raw, raw["quick"])
     raw.pop("quick", None)
+    where = f"{path} (with its quick changes)" if quick else f"{path}"
     base = path.resolve().parent
     for key in ("out", "generators", "comparisons", "methods", "tune", "evaluate"):
-        if key not in raw:
-            raise RtilError(f"{path}: missing '{key}'")
-    out = Path(raw["out"])
+        if raw.get(key) is None:
+            raise RtilError(f"{where}: missing '{key}'")
+    out = Path(typed(raw["out"], str, "out", where))
     if out.exists() and not out.is_dir():
-        raise RtilError(f"{path}: out {out} is a file; give a folder (existing or new) for the study's outputs")
-    top = {"path": str(path), "quick": quick, "out": out, "jobs": int(raw.get("jobs", 1)),
-           "holdout": int(raw.get("holdout", 0)), "train_kimg": raw.get("train_kimg"),
-           "report": Path(raw.get("report") or out / "report.md"), "fdd_samples": int(raw.get("fdd_samples", 1000)),
-           "claims": raw.get("claims", ""), "device": str(raw.get("device", "auto"))}
-    if top["jobs"] < 1:
-        raise RtilError(f"{path}: jobs must be >= 1")
-    generators = read_generators(raw["generators"], path, base, top["holdout"], top["train_kimg"])
-    methods = read_methods(raw["methods"], path, base)
-    tasks, tune_raw, evaluate_raw = read_tasks(raw, path)
-    comparisons = read_comparisons(raw["comparisons"], path, generators, methods, tasks, evaluate_raw)
-    grids = tune_raw.get("grids") or {}
+        raise RtilError(f"{where}: out {out} is a file; give a folder (existing or new) for the study's outputs")
+    train_kimg = raw.get("train_kimg")
+    if train_kimg is not None:
+        number(train_kimg, POSITIVE_KIMG, "train_kimg", where)
+    fdd_samples = number(option(raw, "fdd_samples", 1000), Ranged(int, 0), "fdd_samples", where)
+    if fdd_samples == 1:
+        raise RtilError(f"{where}: fdd_samples must be 0 (no FDD) or at least 2 (a covariance needs two samples)")
+    top = {"path": str(path), "quick": quick, "out": out,
+           "jobs": number(option(raw, "jobs", 1), Ranged(int, 1), "jobs", where),
+           "holdout": number(option(raw, "holdout", 0), HOLDOUT_RANGE, "holdout", where), "train_kimg": train_kimg,
+           "report": Path(typed(raw["report"], str, "report", where)) if raw.get("report") else out / "report.md",
+           "fdd_samples": fdd_samples, "claims": typed(option(raw, "claims", ""), str, "claims", where),
+           "device": read_device(option(raw, "device", "auto"), where)}
+    generators = read_generators(raw["generators"], where, base, top["holdout"], train_kimg)
+    methods, method_files = read_methods(raw["methods"], where, base)
+    tasks, tune_raw, evaluate_raw = read_tasks(raw, where)
+    comparisons = read_comparisons(raw["comparisons"], where, generators, methods, tasks, evaluate_raw)
+    grids = typed(option(tune_raw, "grids", {}), dict, "tune.grids", where)
     for method, grid in grids.items():
         if method not in methods:
-            raise RtilError(f"{path}: tune.grids names method {method!r}, which 'methods' does not define")
-        for change in grid:
-            make_solver(methods[method].solver, {**methods[method].settings, **change})
+            raise RtilError(f"{where}: tune.grids names method {method!r}, which 'methods' does not define")
+        if not isinstance(grid, list) or not all(isinstance(change, dict) for change in grid):
+            raise RtilError(f"{where}: tune.grids.{method} must be a list of changes to the method's settings "
+                            f"(mappings, e.g. [{{}}, {{lr: 0.05}}]), got {grid!r}")
+        for i, change in enumerate(grid):
+            build_solver(methods[method].solver, {**methods[method].settings, **change}, f"tune.grids.{method}[{i}]",
+                         where)
     tune = Tuning(task=tune_raw["task"], param=tune_raw["param"], grids=grids,
-                  images=Images(**image_range(tune_raw.get("images"), "validation", path)),
-                  batch_size=int(tune_raw.get("batch_size", 16)))
-    evaluate = Evaluation(tasks=tasks, images=Images(**image_range(evaluate_raw.get("images"), "test", path)),
-                          batch_size=int(evaluate_raw.get("batch_size", 16)), seed=int(evaluate_raw.get("seed", 0)),
-                          settings=list(evaluate_raw.get("settings") or list(SETTINGS_KINDS)),
-                          common_tasks=list(evaluate_raw.get("common_tasks") or tasks))
+                  images=Images(**image_range(tune_raw.get("images"), "validation", where, "tune.images", base,
+                                              top["holdout"])),
+                  batch_size=number(option(tune_raw, "batch_size", 16), Ranged(int, 1), "tune.batch_size", where))
+    settings = strings(option(evaluate_raw, "settings", list(SETTINGS_KINDS)), "evaluate.settings", where)
+    common_tasks = strings(option(evaluate_raw, "common_tasks", list(tasks)), "evaluate.common_tasks", where)
+    evaluate = Evaluation(tasks=tasks, images=Images(**image_range(evaluate_raw.get("images"), "test", where,
+                                                                   "evaluate.images", base, top["holdout"])),
+                          batch_size=number(option(evaluate_raw, "batch_size", 16), Ranged(int, 1),
+                                            "evaluate.batch_size", where),
+                          seed=number(option(evaluate_raw, "seed", 0), SEED_RANGE, "evaluate.seed", where),
+                          settings=list(settings or SETTINGS_KINDS), common_tasks=list(common_tasks or tasks))
+    for kind in evaluate.settings:
+        if kind not in SETTINGS_KINDS:
+            raise RtilError(f"{where}: evaluate.settings take 'tuned' and/or 'common', got {kind!r}")
     for task in evaluate.common_tasks:
         if task not in tasks:
-            raise RtilError(f"{path}: evaluate.common_tasks names task {task!r}, which evaluate.tasks does not list")
-    val, test = tune.images, evaluate.images
-    if val.split == "validation" and top["holdout"] < val.first + val.count:
-        raise RtilError(f"{path}: the tuning images reach validation digit {val.first + val.count - 1}, but "
-                        f"only {top['holdout']} training digits are held out (holdout)")
-    shared = image_files(val.as_dict()) & image_files(test.as_dict())
+            raise RtilError(f"{where}: evaluate.common_tasks names task {task!r}, which evaluate.tasks does not list")
+    shared = image_files(tune.images.as_dict()) & image_files(evaluate.images.as_dict())
     if shared:
-        raise RtilError(f"{path}: the validation images overlap the test images ({len(shared)} shared, e.g. "
+        raise RtilError(f"{where}: the validation images overlap the test images ({len(shared)} shared, e.g. "
                         f"{sorted(shared)[0]}); tune on images the evaluation never sees")
-    return StudyConfig(**top, generators=generators, methods=methods, comparisons=comparisons, tune=tune,
-                       evaluate=evaluate)
+    cfg = StudyConfig(**top, generators=generators, methods=methods, comparisons=comparisons, tune=tune,
+                      evaluate=evaluate)
+    inputs = [path, *{Path(g.config) for g in generators.values()}, *method_files,
+              *[Path(i.folder) for i in (tune.images, evaluate.images) if i.folder is not None]]
+    check_outputs(cfg, inputs, where)
+    return cfg
 
 
-def read_generators(raw: dict, path: Path, base: Path, holdout: int, train_kimg) -> dict[str, Generator]:
+def read_device(device, where: str) -> str:
+    """'auto' (a GPU when there is one) or a name torch knows as a device."""
+    import torch
+
+    if typed(device, str, "device", where) == "auto":
+        return device
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise RtilError(f"{where}: device {device!r} is not 'auto' nor a torch device (e.g. cpu, cuda, cuda:1, "
+                        f"mps)") from None
+    return device
+
+
+def read_generators(raw, where: str, base: Path, holdout: int, train_kimg) -> dict[str, Generator]:
     from rtil.inverse.sweep import resolve_config_path
 
     generators = {}
-    for name, g in raw.items():
+    for name, g in typed(raw, dict, "generators", where).items():
         if not isinstance(g, dict) or "config" not in g:
-            raise RtilError(f"{path}: generator {name!r} needs a 'config' (a training config file)")
-        check_known_keys(g, ("config", "seed", "set", "init_from"), f"{path}", f"generator {name!r}")
-        config = resolve_config_path(g["config"], base)
+            raise RtilError(f"{where}: generator {name!r} needs a 'config' (a training config file)")
+        check_known_keys(g, GENERATOR_KEYS, where, f"generator {name!r}")
+        config = resolve_config_path(typed(g["config"], str, f"generators.{name}.config", where), base)
         train_cfg = read_yaml_file(config)
-        changes = g.get("set") or {}
-        check_training_changes(changes, train_cfg, f"{path}: generator {name!r}", config)
+        changes = option(g, "set", {})
+        check_training_changes(changes, train_cfg, f"{where}: generator {name!r}", config)
         generator_holdout = changes.get("data.holdout", (train_cfg.get("data") or {}).get("holdout", 0))
         if generator_holdout != holdout:
-            raise RtilError(f"{path}: generator {name!r} trains with data.holdout {generator_holdout}, but the study's "
-                            f"validation split needs holdout {holdout} (the validation digits must be left out "
-                            f"of training)")
-        seed = int(g.get("seed", 0))
+            raise RtilError(f"{where}: generator {name!r} trains with data.holdout {generator_holdout}, but the "
+                            f"study's validation split needs holdout {holdout} (the validation digits must be left "
+                            f"out of training)")
+        seed = number(option(g, "seed", 0), SEED_RANGE, f"generators.{name}.seed", where)
         settings = training_settings(train_cfg, changes)
-        total, every = training_lengths(changes, settings, train_kimg)
+        total, every = training_lengths(changes, settings, train_kimg, f"{where}: generator {name!r}")
         identity = [settings, seed, train_kimg]
-        init_from = read_init_from(g["init_from"], name, generators, f"{path}") if "init_from" in g else None
+        init_from = read_init_from(g["init_from"], name, generators, where) if "init_from" in g else None
         if init_from is not None:  # and the checkpoint it starts from
             identity.append({"init_from": generators[init_from["generator"]].fingerprint, "kimg": init_from["kimg"]})
         generators[name] = Generator(config=str(config), seed=seed, set=changes, fingerprint=short_hash(identity),
                                      members_per_step=members_per_step(settings), total_kimg=total,
                                      checkpoint_kimg=every, init_from=init_from)
+    if not generators:
+        raise RtilError(f"{where}: generators is empty; define the generators the comparisons name")
     return generators
 
 
-def read_methods(raw: dict, path: Path, base: Path) -> dict[str, Method]:
-    """Each method's solver and common settings (a settings file and changes to it), checked by building it."""
-    from rtil.inverse.run import SOLVERS, load_settings, make_solver
+def read_methods(raw, where: str, base: Path) -> tuple[dict[str, Method], list[Path]]:
+    """Each method's solver and common settings (a settings file and changes to it), checked by building it; and
+    the settings files read."""
+    from rtil.inverse.run import SOLVERS, load_settings
     from rtil.inverse.sweep import resolve_config_path
 
-    methods = {}
-    for name, m in raw.items():
-        m = dict(m or {})
-        settings = load_settings(resolve_config_path(m.pop("file"), base)) if "file" in m else {}
+    methods, files = {}, []
+    for name, m in typed(raw, dict, "methods", where).items():
+        m = {} if m is None else dict(typed(m, dict, f"methods.{name}", where))
+        for key in METHOD_KEYS:
+            if key in m:
+                typed(m[key], str, f"methods.{name}.{key}", where)
+        settings = {}
+        if "file" in m:
+            files.append(resolve_config_path(m.pop("file"), base))
+            try:
+                settings = load_settings(files[-1])
+            except RtilError as e:
+                raise RtilError(f"{where}: methods.{name}.file: {e}") from None
         solver = m.pop("solver", name)
         description = m.pop("description", "")
         settings = {**settings, **m}
         settings.pop("method", None)
         if solver not in SOLVERS:
-            raise RtilError(f"{path}: method {name!r}: unknown solver {solver!r}; choose from {', '.join(SOLVERS)} "
+            raise RtilError(f"{where}: method {name!r}: unknown solver {solver!r}; choose from {', '.join(SOLVERS)} "
                             f"(a method is named after its solver, or names it with `solver:`)")
-        make_solver(solver, settings)
+        build_solver(solver, settings, f"methods.{name}", where)
         methods[name] = Method(solver=solver, settings=settings, description=description)
-    return methods
+    return methods, files
 
 
-def read_tasks(raw: dict, path: Path) -> tuple[dict, dict, dict]:
+def build_solver(solver: str, settings: dict, what: str, where: str) -> None:
+    """Build the solver with `settings` (which checks them); an error names the first setting that the solver
+    refuses on its own, else `what` (e.g. methods.ilo)."""
+    from rtil.inverse.run import make_solver
+
+    try:
+        make_solver(solver, settings)
+    except RtilError as e:
+        for key, value in settings.items():
+            try:
+                make_solver(solver, {key: value})
+            except RtilError as alone:
+                raise RtilError(f"{where}: {what}, setting {key!r}: {alone}") from None
+        raise RtilError(f"{where}: {what}: {e}") from None
+
+
+def read_tasks(raw: dict, where: str) -> tuple[dict, dict, dict]:
     """evaluate.tasks (checked, with tune's task) and the tune and evaluate mappings."""
-    from rtil.inverse.run import TASKS, check_task_parameter
-
-    evaluate, tune = dict(raw["evaluate"]), dict(raw["tune"])
-    check_known_keys(evaluate, ("images", "batch_size", "seed", "settings", "common_tasks", "tasks"), f"{path}",
-                     "evaluate")
-    check_known_keys(tune, ("images", "task", "param", "batch_size", "grids"), f"{path}", "tune")
+    evaluate, tune = raw["evaluate"], raw["tune"]
+    check_known_keys(evaluate, EVALUATE_KEYS, where, "evaluate")
+    check_known_keys(tune, TUNE_KEYS, where, "tune")
     tasks = evaluate.get("tasks") or {}
     if not isinstance(tasks, dict) or not tasks:
-        raise RtilError(f"{path}: evaluate.tasks must map tasks to lists of parameters")
-    for task, params in list(tasks.items()) + [(tune.get("task"), [tune.get("param")])]:
-        if task not in TASKS:
-            raise RtilError(f"{path}: unknown task {task!r}; choose from {', '.join(TASKS)}")
-        if not isinstance(params, list) or not params:
-            raise RtilError(f"{path}: task {task!r} needs a list of parameters")
-        for p in params:
-            check_task_parameter(task, p)
+        raise RtilError(f"{where}: evaluate.tasks must map tasks to lists of parameters")
+    for task, params in tasks.items():
+        check_task(task, params, "evaluate.tasks", f"evaluate.tasks.{task}", where)
+    for key in ("task", "param"):
+        if tune.get(key) is None:
+            raise RtilError(f"{where}: missing tune.{key} (the task and parameter the settings are tuned on)")
+    check_task(tune["task"], [tune["param"]], "tune.task", "tune.param", where)
     return tasks, tune, evaluate
 
 
-def read_comparisons(raw: dict, path: Path, generators: dict, methods: dict, tasks: dict,
+def check_task(task, params, task_key: str, params_key: str, where: str) -> None:
+    """A task rtil.inverse.run knows and a non-empty list of valid parameters for it."""
+    from rtil.inverse.run import TASKS, check_task_parameter
+
+    if task not in TASKS:
+        raise RtilError(f"{where}: {task_key}: unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if not isinstance(params, list) or not params:
+        raise RtilError(f"{where}: {params_key}: task {task!r} needs a list of parameters")
+    for p in params:
+        if isinstance(p, bool) or not isinstance(p, int | float):
+            raise RtilError(f"{where}: {params_key}: the parameter of task {task!r} must be a number, got {p!r}")
+        try:
+            check_task_parameter(task, p)
+        except RtilError as e:
+            raise RtilError(f"{where}: {params_key}: {e}") from None
+
+
+def read_comparisons(raw, where: str, generators: dict, methods: dict, tasks: dict,
                      evaluate: dict) -> dict[str, Comparison]:
     comparisons = {}
-    for name, c in raw.items():
-        check_known_keys(c, ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots",
-                             "tune_at", "quality_matched", "continues"), f"{path}", f"comparison {name!r}")
-        for key in ("baseline", "treatment", "methods"):
-            if not isinstance(c.get(key), list) or not c[key]:
-                raise RtilError(f"{path}: comparison {name!r} needs a non-empty list '{key}'")
+    for name, c in typed(raw, dict, "comparisons", where).items():
+        check_known_keys(c, COMPARISON_KEYS, where, f"comparison {name!r}")
+        key = f"comparisons.{name}"
+        for part in ("baseline", "treatment", "methods"):
+            if not isinstance(c.get(part), list) or not c[part]:
+                raise RtilError(f"{where}: comparison {name!r} needs a non-empty list '{part}'")
+            strings(c[part], f"{key}.{part}", where)
         if len(c["baseline"]) != len(c["treatment"]):
-            raise RtilError(f"{path}: comparison {name!r} pairs baseline[i] with treatment[i]: the lists must have "
+            raise RtilError(f"{where}: comparison {name!r} pairs baseline[i] with treatment[i]: the lists must have "
                             f"the same length")
         for g in c["baseline"] + c["treatment"]:
             if g not in generators:
-                raise RtilError(f"{path}: comparison {name!r} names generator {g!r}, which 'generators' does not "
+                raise RtilError(f"{where}: comparison {name!r} names generator {g!r}, which 'generators' does not "
                                 f"define")
         for m in c["methods"]:
             if m not in methods:
-                raise RtilError(f"{path}: comparison {name!r} names method {m!r}, which 'methods' does not define")
-        own_tasks = c.get("tasks") or list(tasks)
+                raise RtilError(f"{where}: comparison {name!r} names method {m!r}, which 'methods' does not define")
+        own_tasks = strings(option(c, "tasks", []), f"{key}.tasks", where) or list(tasks)
         for t in own_tasks:
             if t not in tasks:
-                raise RtilError(f"{path}: comparison {name!r} names task {t!r}, which evaluate.tasks does not list")
-        own_settings = c.get("settings") or evaluate.get("settings") or list(SETTINGS_KINDS)
+                raise RtilError(f"{where}: comparison {name!r} names task {t!r}, which evaluate.tasks does not list")
+        own_settings = (strings(option(c, "settings", []), f"{key}.settings", where)
+                        or strings(option(evaluate, "settings", []), "evaluate.settings", where)
+                        or list(SETTINGS_KINDS))
         for kind in own_settings:
             if kind not in SETTINGS_KINDS:
-                raise RtilError(f"{path}: evaluate.settings (or a comparison's settings) take 'tuned' and/or "
+                raise RtilError(f"{where}: evaluate.settings (or a comparison's settings) take 'tuned' and/or "
                                 f"'common', got {kind!r}")
-        comparison = Comparison(title=c.get("title", name), labels=c.get("labels") or ["baseline", "treatment"],
+        labels = strings(option(c, "labels", ["baseline", "treatment"]), f"{key}.labels", where)
+        if len(labels) != 2:
+            raise RtilError(f"{where}: {key}.labels must name the baseline and the treatment (two names), got "
+                            f"{labels!r}")
+        comparison = Comparison(title=typed(option(c, "title", name), str, f"{key}.title", where), labels=labels,
                                 baseline=list(c["baseline"]), treatment=list(c["treatment"]),
                                 methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings))
         if "continues" in c:
-            comparisons[name] = read_continuation(name, c, comparison, comparisons, generators, f"{path}")
+            typed(c["continues"], str, f"{key}.continues", where)
+            comparisons[name] = read_continuation(name, c, comparison, comparisons, generators, where)
             continue
-        check_same_start(name, comparison, generators, f"{path}")
-        comparisons.update(expand_snapshots(name, c, comparison, generators, f"{path}"))
+        check_same_start(name, comparison, generators, where)
+        comparisons.update(expand_snapshots(name, c, comparison, generators, where))
+    if not comparisons:
+        raise RtilError(f"{where}: comparisons is empty; define at least one comparison")
     return comparisons
 
 

@@ -116,8 +116,10 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["## Generators", "", "Training cost and sample quality (FDD: Fréchet digits distance of 1,000 samples "
-             "per member against the test digits; lower is better; train vs test digits score about 1.1).", "",
+    quality = (f"FDD: Fréchet digits distance of {cfg.fdd_samples:,} samples per member against the test digits; "
+               f"lower is better; train vs test digits score about 1.1" if cfg.fdd_samples > 0
+               else "FDD: not computed, fdd_samples is 0")
+    lines = ["## Generators", "", f"Training cost and sample quality ({quality}).", "",
              "| generator | seed | kimg | wall time | s / kimg | FDD per member (G0, G1, ...) at the end |",
              "|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=150)
