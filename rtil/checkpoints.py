@@ -15,15 +15,18 @@ A file whose name ends in .safetensors holds the same record in the safetensors 
 """
 
 import datetime
+import inspect
 import json
 import os
 import pickle
+import re
 import warnings
 from pathlib import Path
 
 import torch
 
 from rtil.atomic_files import atomic_torch_save, atomic_write
+from rtil.cli_checks import Ranged
 from rtil.errors import RtilError
 
 FORMAT = "rtil-generator"
@@ -42,15 +45,61 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", mmap: boo
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning,
                                     module="torch._weights_only_unpickler")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RtilError(
-            f"{path} needs arbitrary code to unpickle (it is not a plain tensor file), so it was not "
-            f"loaded; rtil only reads weights-only files. If you trust the file, re-save its tensors "
-            f"with torch.save(state_dict) and try again. (detail: {first})") from None
-    except Exception as e:  # torch raises many types for foreign bytes (IndexError, RuntimeError, ...)
-        raise RtilError(f"{path} is not a readable PyTorch {what} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    except Exception as e:  # torch raises many types for foreign bytes (UnpicklingError, RuntimeError, EOFError, ...)
+        raise RtilError(_why_unreadable(path, what, e)) from None
+
+
+# torch.save's format before PyTorch 1.6: a pickle that starts with this magic number (pickled as a long)
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What a file's first bytes say it is, read without unpickling anything: "torch.save" (a zip archive, or
+    torch's legacy format), "nvlabs" (an NVlabs network pickle: it names their torch_utils.persistence module),
+    "pickle" (another Python pickle), "safetensors" or "other"."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_TORCH_MAGIC):
+        return "torch.save"
+    if head.startswith(b"\x80"):  # the PROTO opcode every pickle of protocol 2 or higher starts with
+        return "nvlabs" if b"torch_utils.persistence" in head else "pickle"
+    if head[8:10] == b'{"':  # an 8-byte header length, then the JSON header
+        return "safetensors"
+    return "other"
+
+
+def error_detail(error: BaseException) -> str:
+    """"Type: first sentence" of an exception, for one-line messages. torch's refusal of a file that needs code
+    (UnpicklingError) is reduced to its reason: its text advises re-running with weights_only=False, which rtil never
+    relays."""
+    text = str(error).strip()
+    if "weights_only" in text or "Weights only" in text:
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = found[1].split(" was not an allowed global")[0].split(". ")[0].strip() if found else ""
+        return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _why_unreadable(path: Path, what: str, error: Exception) -> str:
+    """The message for a file torch.load(weights_only=True) refused: what the file is, never how to load it
+    unsafely."""
+    kind = file_kind(path)
+    if kind == "nvlabs":
+        return (f"{path} is an NVlabs network pickle, not a {what} file: convert it with `python -m rtil convert "
+                f"nvlabs {path} OUT.pt`, which reads it without running its code (train.py --init_from reads it too)")
+    if kind == "pickle":
+        return (f"{path} is a Python pickle, not a weights-only torch.save file: rtil does not unpickle it (that can "
+                f"run any code), so nothing in it was run")
+    if kind in ("safetensors", "other"):
+        return (f"{path} is not a readable PyTorch {what}: it is neither a torch.save file nor a pickle"
+                + (" (a safetensors file? rtil reads those as .safetensors generator files)"
+                   if kind == "safetensors" else ""))
+    if isinstance(error, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
+        return (f"{path} needs arbitrary code to unpickle{f' ({found[1]})' if found else ''}, so it was not loaded: "
+                f"rtil reads only weights-only files (tensors and plain data)")
+    return f"{path} is not a readable PyTorch {what} ({error_detail(error)})"
 
 
 def _cpu_state(module: torch.nn.Module) -> dict:
@@ -139,7 +188,67 @@ def read_generator_file(path: str | os.PathLike) -> dict:
     missing = [k for k in ("family", "arch", "g_ema") if rec.get(k) is None]
     if missing:
         raise RtilError(f"{path} is missing required entries: {', '.join(missing)}")
+    check_architecture(rec["family"], rec["arch"], str(path))
     return rec
+
+
+# The valid range of each numeric entry of a generator's architecture record ('arch'). The upper bounds are far
+# above any published generator's: they keep a damaged or edited record from asking for absurd amounts of memory.
+_WIDTH = Ranged(int, 1, 4096)
+MAX_RESOLUTION = 4096
+ARCH_RANGES = {"z_dim": _WIDTH, "w_dim": _WIDTH, "mapping_layers": Ranged(int, 1, 64),
+               "mapping_lr_mul": Ranged(float, 0, open_low=True), "channel_base": Ranged(int, 1),
+               "channel_max": _WIDTH, "conv_clamp": Ranged(float, 0, open_low=True),
+               "first_block_convs": Ranged(int, 1, 2), "latent_gain": Ranged(float, 0, open_low=True),
+               "torgb_gain": Ranged(float, 0, open_low=True)}
+_ARCH_FLAGS = ("normalize_latent", "pixel_norm", "pixel_norm_first")
+
+
+def check_architecture(family, arch, source: str) -> None:
+    """Raise RtilError, in one line naming the entry and its valid range, unless a generator's family and
+    architecture record ('arch', its constructor arguments) describe a generator rtil can build. `source` names
+    the file in the message."""
+    from rtil.models import GENERATORS
+    from rtil.nn.pggan_layers import UPSAMPLE_MODES
+
+    if not isinstance(family, str) or family not in GENERATORS:
+        raise RtilError(f"{source}: unknown generator family {family!r}; known: {', '.join(GENERATORS)}")
+    if not isinstance(arch, dict):
+        raise RtilError(f"{source}: its 'arch' entry is not a dictionary of constructor arguments")
+    known = inspect.signature(GENERATORS[family]).parameters
+    unknown = [str(name) for name in arch if name not in known]
+    if unknown:
+        raise RtilError(f"{source}: architecture entry {unknown[0]!r} is not a setting of the {family} generator "
+                        f"(its settings: {', '.join(known)})")
+    settings = {name: p.default for name, p in known.items()} | arch
+    what = f"{source}: architecture entry"
+    resolution = settings["resolution"]
+    if type(resolution) is not int or not 8 <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
+        raise RtilError(f"{what} resolution must be a power of two in [8, {MAX_RESOLUTION}], got {resolution!r}")
+    if type(settings["img_channels"]) is not int or settings["img_channels"] not in (1, 3):
+        raise RtilError(f"{what} img_channels must be 1 or 3, got {settings['img_channels']!r}")
+    for name, ranged in ARCH_RANGES.items():
+        if name in known and not (name == "conv_clamp" and settings[name] is None):  # conv_clamp None: no clamping
+            ranged.check(f"{what} {name}", settings[name])
+    for name in (n for n in _ARCH_FLAGS if n in known):
+        if not isinstance(settings[name], bool):
+            raise RtilError(f"{what} {name} must be true or false, got {settings[name]!r}")
+    if "upsample_mode" in known and settings["upsample_mode"] not in UPSAMPLE_MODES:
+        raise RtilError(f"{what} upsample_mode must be one of {', '.join(UPSAMPLE_MODES)}, "
+                        f"got {settings['upsample_mode']!r}")
+    table = settings["channels"]
+    if table is None:
+        if settings["channel_base"] < resolution:  # channels at resolution r: min(channel_base // r, channel_max)
+            raise RtilError(f"{what} channel_base must be >= the resolution {resolution}, so that every resolution "
+                            f"has a channel, got {settings['channel_base']}")
+        return
+    if not isinstance(table, dict) or not all(str(key).isdigit() for key in table):
+        raise RtilError(f"{what} channels must be a table {{resolution: channels}} or null, got {table!r}")
+    for res in (2 ** i for i in range(2, resolution.bit_length())):
+        count = table.get(res, table.get(str(res)))
+        if count is None:
+            raise RtilError(f"{what} channels has no entry for resolution {res} (it needs one for 4 to {resolution})")
+        _WIDTH.check(f"{what} channels[{res}]", count)
 
 
 def build_generator(rec: dict, weights: str = "g_ema", source: str = "generator file") -> torch.nn.Module:
@@ -148,14 +257,8 @@ def build_generator(rec: dict, weights: str = "g_ema", source: str = "generator 
     from rtil.models import GENERATORS
 
     family = rec["family"]
-    if family not in GENERATORS:
-        raise RtilError(f"unknown generator family {family!r}; known: {', '.join(GENERATORS)}")
-    if not isinstance(rec["arch"], dict):
-        raise RtilError("generator file's 'arch' entry is not a dictionary of constructor arguments")
-    try:
-        G = GENERATORS[family](**rec["arch"])
-    except TypeError as e:
-        raise RtilError(f"generator file has an invalid architecture config for {family}: {e}") from None
+    check_architecture(family, rec["arch"], source)
+    G = GENERATORS[family](**rec["arch"])
     state = rec.get(weights)
     if state is None:
         raise RtilError(f"generator file has no {weights!r} weights")

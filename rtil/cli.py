@@ -64,7 +64,8 @@ def _cmd_fid(args) -> None:
     members = num_members(family)
     if not 0 <= args.member < members:
         raise RtilError(f"--member must be in 0..{members - 1} for this generator")
-    real = real_image_batches(args.data, G.resolution, G.img_channels, args.batch_size, args.num_real)
+    real = real_image_batches(args.data, G.resolution, G.img_channels, args.batch_size, args.num_real,
+                              report=lambda text: print(f"warning: {text}", file=sys.stderr))
     first = next(real, None)
     if first is None:
         raise RtilError(f"--data {args.data} holds no readable images")

@@ -39,6 +39,7 @@ def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]
     import shutil
     import tempfile
 
+    from rtil.checkpoints import error_detail
     from rtil.weights import check_sha256, fetch, shown_cache_path
 
     try:
@@ -59,8 +60,8 @@ def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]
             return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
                                       feature_extractor_weights_path=str(copy)).eval(), None
         except Exception as e:  # noqa: BLE001 - the verified file failed to load: unavailable, with the reason
-            return None, (f"the FID Inception weights could not be loaded ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); download {INCEPTION_URL} to {path}")
+            return None, (f"the FID Inception weights could not be loaded ({error_detail(e)}); download "
+                          f"{INCEPTION_URL} to {path}")
 
 
 @torch.no_grad()
@@ -111,9 +112,15 @@ def _as_rgb_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def real_image_batches(data: str, resolution: int, channels: int, batch_size: int = 64,
-                       num_images: int | None = None):
+                       num_images: int | None = None, report=None):
     """Batches (B, channels, resolution, resolution) in [-1, 1] of a data set, once through, in order: "digits"
-    (the built-in training split), an image folder, or webdataset shards (a brace pattern)."""
+    (the built-in training split), an image folder, or webdataset shards (a brace pattern).
+
+    Unreadable images are skipped without a warning each: once the data is read, `report` (default: warnings.warn)
+    gets one line saying how many were skipped. When none is readable, the RtilError is all there is to see."""
+    import re
+    import warnings
+
     from torch.utils.data import DataLoader
 
     from rtil.errors import RtilError
@@ -134,10 +141,22 @@ def real_image_batches(data: str, resolution: int, channels: int, batch_size: in
         dataset = shard_dataset(data, resolution, channels, resampled=False, shuffle=False)
     else:
         raise RtilError(f"--data must be 'digits', an image folder or a shard pattern (.tar), got {data!r}")
-    seen = 0
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        if num_images is not None and seen >= num_images:
-            return
+    seen, skipped = 0, []
+    batches = iter(DataLoader(dataset, batch_size=batch_size))
+    while num_images is None or seen < num_images:
+        with warnings.catch_warnings(record=True) as caught:  # only around the read: no yield in here
+            warnings.simplefilter("always")
+            batch = next(batches, None)
+        for w in caught:
+            if str(w.message).startswith("skipping unreadable"):
+                skipped.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if batch is None:
+            break
         batch = batch if num_images is None else batch[:num_images - seen]
         seen += batch.shape[0]
         yield batch
+    if skipped:
+        first = re.sub(r"; \d+ skipped so far$", "", skipped[0]).removeprefix("skipping ")
+        (report or warnings.warn)(f"{data}: skipped {len(skipped)} unreadable file(s); the first: {first}")

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtil.checkpoints import save_generator
+from rtil.checkpoints import error_detail, save_generator
 from rtil.errors import RtilError
 from rtil.importers.common import sha256
 from rtil.models.stylegan2 import Discriminator, Generator
@@ -140,9 +140,8 @@ def read_network_pickle(path: str | os.PathLike) -> dict:
                         f"data and persistent-network records are read); refused, nothing in it was run") from None
     except RtilError as e:
         raise RtilError(f"{path}: {e}") from None
-    except Exception as e:  # foreign or damaged bytes raise many types
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise RtilError(f"{path} is not a readable NVlabs network pickle ({type(e).__name__}: {detail})") from None
+    except Exception as e:  # foreign or damaged bytes raise many types (torch's text reduced: see error_detail)
+        raise RtilError(f"{path} is not a readable NVlabs network pickle ({error_detail(e)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), dict):
         what = f"a dict with keys {', '.join(map(str, data))}" if isinstance(data, dict) else type(data).__name__
         raise RtilError(f"{path} holds {what}; expected an NVlabs StyleGAN2-ADA pickle with 'G_ema' "

@@ -6,11 +6,12 @@ import sys
 import warnings
 from pathlib import Path
 
+from lightning_fabric.utilities.seed import seed_everything
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from rtil.cli_checks import check_ranges
+from rtil.cli_checks import SEED_RANGE, check_ranges
 from rtil.data import sigterm
 from rtil.data.datamodule import GanDataModule
 from rtil.errors import RtilError
@@ -59,6 +60,9 @@ def quiet_dependencies() -> None:
     # Lightning 2.6 calls isinstance(treespec, LeafSpec), which torch 2.14 deprecates: harmless, nothing to act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
+    # A new run never starts in a folder with checkpoints (check_run_folder): this only comes with a resume of it.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty",
+                            module=r"pytorch_lightning\.callbacks\.model_checkpoint")
     # Lightning logs its tip through lightning_utilities' rank_zero `log`, which is one of these two loggers.
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
@@ -125,6 +129,7 @@ class RtilCLI(LightningCLI):
         # Called with `args` (the demo, python -m rtil demo ...), the process's own arguments belong to another
         # command: Lightning would warn that both were given. Only while parsing (a DDP launch re-runs sys.argv).
         argv = sys.argv
+        check_config_files(sys.argv[1:] if args is None else args)
         if args is not None:
             sys.argv = sys.argv[:1]
         try:
@@ -167,25 +172,47 @@ class RtilCLI(LightningCLI):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
         if error is not None:
             raise error
-        init_from = self.config[self.subcommand].get("init_from") if self.subcommand else None
-        if init_from is not None:  # before anything trains; a file that does not fit the config is a clear error
-            from rtil.training.init_from import apply_init_source, read_init_source
-
-            h = self.model.hparams
-            source = read_init_source(init_from, mbstd_group_size=h.get("mbstd_group_size", 4),
-                                      mapping_lr_mul=h.get("mapping_lr_mul", 0.01))
-            lines = apply_init_source(self.model, source)
-            if self.trainer.is_global_zero:
-                print("\n".join(lines))
 
     def instantiate_trainer(self, **kwargs):
+        # The Trainer prints Lightning's start-up lines (GPU available, ...): every check that can refuse the
+        # command comes before it, so that an error is the only output.
+        trainer_settings = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        check_manual_optimization_options(trainer_settings.get("accumulate_grad_batches", 1),
+                                          trainer_settings.get("gradient_clip_val"))
+        init_lines = self._apply_init_from()
         # Lightning checks its own options here; a bad value (--trainer.max_steps -5) is one error line.
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except TRAINER_ERRORS as e:
             raise RtilError(f"bad --trainer option: {' '.join(str(e).split())}") from e
-        check_manual_optimization_options(trainer)
+        if trainer.is_global_zero:
+            if self._seed is not None:  # the line Lightning's seed_everything prints, now that all checks passed
+                logging.getLogger("lightning_fabric.utilities.seed").info(f"Seed set to {self._seed}")
+            if init_lines:
+                print("\n".join(init_lines))
         return trainer
+
+    def _apply_init_from(self) -> list[str]:
+        """Load the --init_from file's weights into the model (none given: nothing); the lines to show."""
+        init_from = self.config[self.subcommand].get("init_from") if self.subcommand else None
+        if init_from is None:
+            return []
+        from rtil.training.init_from import apply_init_source, read_init_source
+
+        h = self.model.hparams
+        source = read_init_source(init_from, mbstd_group_size=h.get("mbstd_group_size", 4),
+                                  mapping_lr_mul=h.get("mapping_lr_mul", 0.01))
+        return apply_init_source(self.model, source)
+
+    def _set_seed(self):
+        # Lightning's, without its "Seed set to N" line, which instantiate_trainer shows once every setting is
+        # checked (an error is then the only output). The seed's range is checked with the other options.
+        seed = self._get(self.config, "seed_everything")
+        self._seed = None
+        if seed is False:
+            return
+        self._seed = seed_everything(None if seed is True else seed, workers=True, verbose=False)
+        (self.config[self.subcommand] if self.subcommand else self.config)["seed_everything"] = self._seed
 
     def _parse_ckpt_path(self):
         # Lightning reads the checkpoint's hyper-parameters here, before anything else: check the file first.
@@ -200,27 +227,65 @@ class RtilCLI(LightningCLI):
             root = cfg.trainer.default_root_dir or "outputs/train"
             folder = cfg.checkpoint.dirpath or Path(root) / (cfg.run_name or default_run_name(cfg)) / "checkpoints"
             path = check_ckpt_path(cfg.get("ckpt_path"), Path(folder))
+            if subcommand == "fit":
+                check_run_folder(Path(folder), path, dirpath_given=cfg.checkpoint.dirpath is not None)
             if path is not None:
                 check_resume_settings(path, cfg.model)
         # Lightning's own version would now replace the command's model settings by the checkpoint's, silently
         # (a lower lr, or another channel count, would be ignored); check_resume_settings decides instead.
 
 
-def check_manual_optimization_options(trainer) -> None:
+def check_manual_optimization_options(accumulate_grad_batches, gradient_clip_val) -> None:
     """Our GAN modules step their optimizers themselves (manual optimization), which Lightning refuses to combine
-    with its gradient accumulation or clipping only when fit starts: refuse them here, in one line."""
-    if trainer.accumulate_grad_batches != 1:
-        raise RtilError(f"--trainer.accumulate_grad_batches {trainer.accumulate_grad_batches}: rtil's GAN training "
-                        f"steps its optimizers itself, so Lightning cannot accumulate its gradients; leave it at 1 "
-                        f"(for a larger batch, raise --data.batch_size)")
-    if trainer.gradient_clip_val:  # None and 0 clip nothing
-        raise RtilError(f"--trainer.gradient_clip_val {trainer.gradient_clip_val}: rtil's GAN training steps its "
+    with its gradient accumulation or clipping only when fit starts: refuse them here, in one line (the Trainer's
+    settings, before it is built)."""
+    if accumulate_grad_batches != 1:
+        raise RtilError(f"--trainer.accumulate_grad_batches {accumulate_grad_batches}: rtil's GAN training steps its "
+                        f"optimizers itself, so Lightning cannot accumulate its gradients; leave it at 1 (for a "
+                        f"larger batch, raise --data.batch_size)")
+    if gradient_clip_val:  # None and 0 clip nothing
+        raise RtilError(f"--trainer.gradient_clip_val {gradient_clip_val}: rtil's GAN training steps its "
                         f"optimizers itself, so Lightning cannot clip its gradients; leave it unset")
+
+
+def check_config_files(argv) -> None:
+    """Every `--config FILE` of a command line is valid YAML, or one error line naming the file, line and column
+    (jsonargparse names an invalid file "<unicode string>"). `argv`: a list of words (anything else is left to
+    jsonargparse)."""
+    from rtil.config import read_yaml_file
+
+    if not isinstance(argv, (list, tuple)):
+        return
+    words = [str(word) for word in argv]
+    files = [value for word, value in zip(words, words[1:], strict=False) if word == "--config"]
+    files += [word[len("--config="):] for word in words if word.startswith("--config=")]
+    for file in files:
+        if Path(file).is_file():
+            read_yaml_file(file, empty_ok=True)
+
+
+def check_run_folder(checkpoint_dir: Path, resume: Path | None, dirpath_given: bool = False) -> None:
+    """A new run (no --ckpt_path, or a checkpoint of another folder) needs a checkpoint folder without checkpoints:
+    Lightning would write its own beside an earlier run's (as *-v1.ckpt) and leave last.ckpt to that run, which
+    `--ckpt_path last` would then resume."""
+    found = sorted(p.name for p in checkpoint_dir.glob("*.ckpt")) if checkpoint_dir.is_dir() else []
+    if not found or (resume is not None and resume.resolve().parent == checkpoint_dir.resolve()):
+        return
+    names = ", ".join(found[:2]) + (f" and {len(found) - 2} more" if len(found) > 2 else "")
+    start = f"--ckpt_path {resume} is not in this run's folder: " if resume is not None else ""
+    other = ("another --checkpoint.dirpath" if dirpath_given
+             else "a new --run_name or another --trainer.default_root_dir")
+    raise RtilError(f"{start}{checkpoint_dir} already holds an earlier run's checkpoints ({names}); a new run would "
+                    f"write its own beside them and leave last.ckpt to that run: choose {other}, or resume that run "
+                    f"with --ckpt_path last")
 
 
 def check_option_ranges(cfg) -> None:
     """Every numeric option of the command within the range its class declares (RANGES), checked right after
     parsing and named as on the command line; the classes check their arguments again when used from Python."""
+    seed = cfg.get("seed_everything")
+    if seed is not None and not isinstance(seed, bool) and not SEED_RANGE.contains(seed):
+        raise RtilError(f"seed_everything must be {SEED_RANGE.describe()} (or true or false), got {seed}")
     check_ranges(GanDataModule.RANGES, cfg.data, prefix="data.")
     check_ranges(model_class(cfg.model.class_path).RANGES, cfg.model.init_args, prefix="model.init_args.")
     for group, callback in CALLBACK_GROUPS.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from rtil.checkpoints import SAFETENSORS_SUFFIX, check_state_shapes, read_generator_file
+from rtil.checkpoints import SAFETENSORS_SUFFIX, check_state_shapes, file_kind, read_generator_file
 from rtil.errors import RtilError
 from rtil.importers.common import load_source, sha256, strip_prefix
 
@@ -32,6 +32,8 @@ SHAPE_OPTIONS = {"resolution": "--data.resolution", "img_channels": "--data.chan
 # Generator settings that change what the same tensors compute (none of them shows in a shape).
 VALUE_OPTIONS = ("mapping_lr_mul", "conv_clamp", "upsample_mode", "normalize_latent", "pixel_norm_first",
                  "latent_gain", "torgb_gain")
+ACCEPTED = ("accepted: rtil .ckpt checkpoints, rtil generator files .pt/.safetensors, rosinality StyleGAN2 .pt, "
+            "NVlabs StyleGAN2-ADA .pkl, the RTIL authors' PGGAN .pt")
 RTIL_PGGAN_D = ("the RTIL authors' PGGAN discriminator has pixel norm in its convolutions, FromRGB without "
                 "activation and a whole-batch stddev: rtil's PGGAN discriminator computes none of these")
 
@@ -67,10 +69,16 @@ def read_init_source(path: str | Path, mbstd_group_size: int = 4, mapping_lr_mul
     path = Path(path)
     if not path.is_file():
         raise RtilError(f"--init_from {path}: no such file")
-    if path.suffix == ".pkl":
+    kind = file_kind(path)
+    if path.suffix == ".pkl" or kind == "nvlabs":
         return _nvlabs(path, mbstd_group_size)
     if path.suffix == SAFETENSORS_SUFFIX:
         return _generator_file(path)
+    if kind in ("other", "safetensors"):
+        what = "a safetensors file not named .safetensors" if kind == "safetensors" else \
+            "neither a torch.save file nor a pickle"
+        raise RtilError(f"--init_from {path}: not a generator or checkpoint file rtil reads: it is {what} "
+                        f"({ACCEPTED})")
     obj = load_source(path, "--init_from file")  # weights-only: a pickle that needs code is refused here
     if isinstance(obj, dict) and "state_dict" in obj and "rtil_generator" in obj:
         return _lightning_checkpoint(path, obj)
@@ -84,9 +92,7 @@ def read_init_source(path: str | Path, mbstd_group_size: int = 4, mapping_lr_mul
         return _rosinality(path, obj, mbstd_group_size, mapping_lr_mul)
     if "input_layer.0.conv.weight_orig" in state:
         return _rtil_pggan(path, obj)
-    raise RtilError(f"--init_from {path}: not a file rtil can start from (accepted: rtil .ckpt checkpoints, rtil "
-                    f"generator files .pt/.safetensors, rosinality StyleGAN2 .pt, NVlabs StyleGAN2-ADA .pkl, the "
-                    f"RTIL authors' PGGAN .pt)")
+    raise RtilError(f"--init_from {path}: not a file rtil can start from ({ACCEPTED})")
 
 
 def _lightning_checkpoint(path: Path, ckpt: dict) -> InitSource:
