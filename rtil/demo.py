@@ -58,6 +58,8 @@ def train_stylegan2(out_dir: Path, name: str, train_kimg: float, seed: int = 0, 
     from rtil.training.cli import main as train_main
 
     train_dir = out_dir / "train"
+    # The demo's own earlier run (it runs with --overwrite): train.py refuses a run folder holding checkpoints.
+    shutil.rmtree(train_dir / name, ignore_errors=True)
     args = ["fit", "--config", str(CONFIG_DIR / "stylegan2_digits.yaml"),
             "--model.init_args.total_kimg", str(train_kimg), "--seed_everything", str(seed),
             "--trainer.default_root_dir", str(train_dir), "--run_name", name,

@@ -76,7 +76,6 @@ def test_demo_text_says_what_its_figures_do_not_show_and_gives_the_measured_diff
     assert "-0.43 [-1.20, +0.31]" in text and "0.01" not in text  # PSNR rows only
 
 
-@pytest.mark.filterwarnings("ignore")
 def test_the_demo_model_configs_are_the_networks_the_training_recipes_train():
     """configs/models/*.yaml (the demo's untrained build/export/reload check, generator-file form) describe the
     same networks and RTIL families as the training recipes configs/*_digits.yaml."""
@@ -158,3 +157,14 @@ def test_the_demo_prints_progress_and_results_and_no_warnings(tmp_path):
     assert unexpected == [], "\n".join(unexpected)
     assert not re.search(r"\bwarn|deprecat|\btip\b|wandb:", done.stdout + done.stderr, re.IGNORECASE)
     assert (tmp_path / "all" / "WHAT_THIS_SHOWS.txt").is_file()
+
+
+def test_the_demo_trains_again_into_its_own_output_folder(tmp_path):
+    """`make demo` twice (python -m rtil demo --overwrite): the second run retrains into the demo's own run folder,
+    which train.py alone would refuse (it holds the first run's checkpoints)."""
+    from rtil.demo import train_stylegan2
+
+    first = train_stylegan2(tmp_path, "stylegan2_digits_vanilla", 0.016, vanilla=True).read_bytes()
+    second = train_stylegan2(tmp_path, "stylegan2_digits_vanilla", 0.016, vanilla=True)
+    assert second.is_file() and len(list((tmp_path / "train" / "stylegan2_digits_vanilla").glob("version_*"))) == 1
+    assert len(first) > 0

@@ -138,7 +138,6 @@ def test_sweep_merge_refuses_a_planted_cell_file(tmp_path, marker, capsys):
     import json
 
     from conftest import ROOT
-
     from rtil.atomic_files import json_safe
     from rtil.inverse.sweep import RECORD, read_sweep_config
 

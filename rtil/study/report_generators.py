@@ -146,7 +146,8 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     ax.set_ylabel("FDD")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=5, ncol=2)
+    if ax.get_legend_handles_labels()[1]:  # no curve without FDD records
+        ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
     save_figure_atomically(fig, figures / f"{stem}_fdd.png")
     plt.close(fig)
