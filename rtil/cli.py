@@ -129,7 +129,8 @@ def _cmd_study(args) -> None:
         run_items(cfg, args.stage, stage_items(cfg, args.stage), args.workers)
         return
     stages = list(STAGES) if args.stage is None else [args.stage]
-    result = run_study(args.config, quick=args.quick, stages=stages)
+    only = [name for name in (args.only or "").split(",") if name] or None
+    result = run_study(args.config, quick=args.quick, stages=stages, only=only, jobs=args.jobs)
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
 
 
@@ -209,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the same stages on the config's tiny 'quick' budget")
     p.add_argument("--stage", choices=["train", "export", "tune", "evaluate", "report"], default=None,
                    help="run only this stage (default: every stage, each skipping finished work)")
+    p.add_argument("--jobs", type=COUNT, default=None,
+                   help="worker processes (one thread each) instead of the config's `jobs`")
+    p.add_argument("--only", default=None, metavar="COMPARISONS",
+                   help="comma-separated comparisons (config names, or a snapshot comparison's expanded names) whose "
+                        "work to do first; the other comparisons' work waits, and the report needs them all")
     p.add_argument("--workers", type=COUNT, default=1, help=argparse.SUPPRESS)
     p.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_study)

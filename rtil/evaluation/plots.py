@@ -94,6 +94,50 @@ def plot_tuning(candidates: list[str], lines: list[dict], path: str | Path, titl
     return _save(fig, path)
 
 
+def plot_tuning_search(generators: list[dict], path: str | Path, title: str) -> Path:
+    """Every tuning candidate's validation PSNR per generator (dots), its chosen one (star) and the common settings
+    (ring): where each generator's optimum lies and how much the settings matter to it.
+
+    generators: dicts with label, style ('baseline' blue or 'treatment' red), scores (mean PSNR of every candidate),
+    chosen and common (PSNR of the chosen candidate and of the common settings)."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(generators) + 2.0), 3.4), dpi=150)
+    for x, g in enumerate(generators):
+        colour = "C0" if g["style"] == "baseline" else "C3"
+        ax.scatter([x] * len(g["scores"]), g["scores"], color=colour, alpha=0.45, s=14)
+        ax.scatter([x], [g["common"]], facecolors="none", edgecolors="black", s=60, label="common" if x == 0 else None)
+        ax.scatter([x], [g["chosen"]], marker="*", color=colour, edgecolors="black", s=120,
+                   label="chosen" if x == 0 else None)
+    ax.set_xticks(range(len(generators)), [g["label"] for g in generators], fontsize=6, rotation=25, ha="right")
+    ax.set_ylabel(f"validation {UNITS['psnr']}")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_budget_axis(lines: list[dict], path: str | Path, title: str) -> Path:
+    """Treatment - baseline PSNR (pooled mean with 95% CI) against the solver's total step count, one line per
+    comparison and task: lines are dicts with label, steps (list) and differences (PairedDifference-like dicts with
+    mean_difference, low, high)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=150)
+    for i, line in enumerate(lines):
+        means = [d["mean_difference"] for d in line["differences"]]
+        low = [m - d["low"] for m, d in zip(means, line["differences"], strict=True)]
+        high = [d["high"] - m for m, d in zip(means, line["differences"], strict=True)]
+        ax.errorbar(line["steps"], means, yerr=[low, high], marker="o", capsize=3, color=f"C{i}",
+                    label=line["label"])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("total solver steps")
+    ax.set_ylabel(f"treatment - baseline, {UNITS['psnr']}")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: list[str] | None = None,
                          scores: list[list[float] | None] | None = None) -> Path:
     """A grid with one row per image and one column per tensor in `columns` (each (N, C, H, W) in [-1, 1], e.g.

@@ -13,13 +13,17 @@ The modules follow the data, and each imports only the ones before it:
 
     config, config_checks, config_arms, config_reading   the typed StudyConfig, read and checked once from the
                                             YAML file (config_arms: snapshots and same-start generators)
+    tuning, budgets                         the tuning search (axes, coordinate search with lines that grow past
+                                            an edge) and the solver's budget axis (steps x factor)
     snapshots                               a trained generator's record and its checkpoint at a budget
     cells                                   the work-item files (tuning runs, evaluation cells), the per-image CSV
     stages                                  train, export, tune, evaluate: the items to do, doing one item
-    report_stats, report_sections, report_generators, report_arms, report   the report, from the cells
-                                            (report_arms: training length, same start, quality-matched pairs)
+    report_stats, report_sections, report_generators, report_arms, report_budgets, report   the report, from the
+                                            cells (report_arms: training length, same start, quality-matched
+                                            pairs; report_budgets: the step-budget axis)
     runner                                  the stages in order (worker processes), then the report: the CLI's entry
 """
 
-MODULE_ORDER = ("config", "config_checks", "config_arms", "config_reading", "snapshots", "cells", "stages",
-                "report_stats", "report_sections", "report_generators", "report_arms", "report", "runner")
+MODULE_ORDER = ("tuning", "budgets", "config", "config_checks", "config_arms", "config_reading", "snapshots", "cells",
+                "stages", "report_stats", "report_sections", "report_generators", "report_arms", "report_budgets",
+                "report", "runner")

@@ -24,22 +24,88 @@ def effective_settings(cfg: StudyConfig, method: str, settings: dict, task: str)
     return out
 
 
+def tune_item(cfg: StudyConfig, generator: str, method: str, settings: dict) -> dict:
+    """One tuning run: {generator, method, change (to the common settings), settings, path (its JSON file, named
+    by a hash of everything that determines its result)}."""
+    from rtil.study.tuning import change_from
+
+    task = cfg.tune.task
+    key = short_hash([cfg.generators[generator].fingerprint, method, effective_settings(cfg, method, settings, task),
+                      task, cfg.tune.param, cfg.tune.images.as_dict(), cfg.evaluate.seed, RESULTS_VERSION])
+    base = searched_base(cfg, method) if method in cfg.tune.search else cfg.methods[method].settings
+    return {"generator": generator, "method": method, "change": change_from(base, settings),
+            "settings": settings, "path": str(cfg.out / "tune" / f"{generator}__{method}__{key}.json")}
+
+
 def tune_items(cfg: StudyConfig) -> list[dict]:
-    """Every tuning run: {generator, method, change (to the common settings), settings, path (its JSON file)}; none
-    for a generator that takes another's tuned settings (tune_from)."""
+    """Every tuning run known so far: a grid's candidates, and each search's candidates scored or pending (a search
+    asks for more as its runs finish), then, once both generators of a pair have finished their search, each one's
+    choice run on the other (how much a family loses with the other family's settings). None for a generator that
+    takes another's tuned settings (tune_from)."""
     items = []
     for g, methods in cfg.generator_methods().items():
         if cfg.generators[g].tune_from is not None:
             continue
         for m in methods:
             for change in cfg.tune.grids.get(m, []):
-                settings = {**cfg.methods[m].settings, **change}
-                task = cfg.tune.task
-                key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task), task,
-                                  cfg.tune.param, cfg.tune.images.as_dict(), cfg.evaluate.seed, RESULTS_VERSION])
-                items.append({"generator": g, "method": m, "change": change, "settings": settings,
-                              "path": str(cfg.out / "tune" / f"{g}__{m}__{key}.json")})
+                items.append(tune_item(cfg, g, m, {**cfg.methods[m].settings, **change}))
+            if m in cfg.tune.search:
+                state = search_state(cfg, g, m)
+                items += [tune_item(cfg, g, m, s) for s, _ in state.scored]
+                items += [tune_item(cfg, g, m, s) for s in state.pending]
+    return _unique(items + cross_items(cfg))
+
+
+def cross_items(cfg: StudyConfig) -> list[dict]:
+    """Each searched generator run with its pair partner's chosen settings (when both searches are finished)."""
+    items = []
+    for c in cfg.comparisons.values():
+        for b, t in zip(c.baseline, c.treatment, strict=True):
+            if cfg.generators[b].tune_from is not None or cfg.generators[t].tune_from is not None:
+                continue
+            for m in c.methods:
+                if m not in cfg.tune.search:
+                    continue
+                states = search_state(cfg, b, m), search_state(cfg, t, m)
+                if all(s.finished for s in states):
+                    items += [tune_item(cfg, b, m, states[1].chosen), tune_item(cfg, t, m, states[0].chosen)]
     return items
+
+
+def _unique(items: list[dict]) -> list[dict]:
+    return list({item["path"]: item for item in items}.values())
+
+
+_FINISHED_SEARCHES = {}
+
+
+def searched_base(cfg: StudyConfig, method: str) -> dict:
+    """The settings a method's search starts from (its common settings, every other setting at its default)."""
+    from rtil.study.tuning import search_base
+
+    return search_base(cfg.methods[method].solver, cfg.methods[method].settings)
+
+
+def search_state(cfg: StudyConfig, generator: str, method: str):
+    """Where the tuning search of `method` on `generator` stands (rtil.study.tuning.SearchState), from the finished
+    tuning runs; a finished search is remembered for the process (its runs do not change)."""
+    from rtil.study.tuning import search
+
+    memo = (str(cfg.out), cfg.generators[generator].fingerprint, generator, method, repr(cfg.tune))
+    if memo in _FINISHED_SEARCHES:
+        return _FINISHED_SEARCHES[memo]
+
+    def score(settings):
+        path = Path(tune_item(cfg, generator, method, settings)["path"])
+        if not path.is_file():
+            return None
+        psnr = json.loads(path.read_text())["psnr"]
+        return sum(psnr) / len(psnr)
+
+    state = search(cfg.tune.search[method], searched_base(cfg, method), score)
+    if state.finished:
+        _FINISHED_SEARCHES[memo] = state
+    return state
 
 
 def tune_done(item: dict) -> bool:
@@ -60,13 +126,21 @@ def tune_result(item: dict) -> dict:
 
 
 def tuned_settings(cfg: StudyConfig, generator: str, method: str) -> tuple[dict, dict | None]:
-    """The best tuning candidate (highest mean validation PSNR) of `method` on `generator` and its change to the
-    common settings; (common settings, None) when the method has no grid. A generator with `tune_from` gets that
-    generator's choice (e.g. a snapshot tuned at the longest budget)."""
+    """The chosen tuning candidate of `method` on `generator` and its change to the common settings: a search's end
+    point, or a grid's best candidate (highest mean validation PSNR); (common settings, None) when the method is not
+    tuned. A generator with `tune_from` gets that generator's choice (e.g. a snapshot tuned at the longest budget)."""
+    from rtil.study.tuning import change_from
+
     generator = cfg.generators[generator].tune_from or generator
-    items = [i for i in tune_items(cfg) if i["generator"] == generator and i["method"] == method]
+    common = cfg.methods[method].settings
+    if method in cfg.tune.search:
+        state = search_state(cfg, generator, method)
+        if not state.finished:
+            raise RtilError(f"the tuning search of {method} on {generator!r} is not finished (run the tune stage)")
+        return state.chosen, change_from(searched_base(cfg, method), state.chosen)
+    items = [tune_item(cfg, generator, method, {**common, **change}) for change in cfg.tune.grids.get(method, [])]
     if not items:
-        return cfg.methods[method].settings, None
+        return common, None
     scored = []
     for item in items:
         psnr = tune_result(item)["psnr"]
@@ -86,7 +160,7 @@ def evaluate_cells(cfg: StudyConfig) -> list[dict]:
                 for kind in c.settings:
                     settings = tuned_settings(cfg, g, m)[0] if kind == "tuned" else cfg.methods[m].settings
                     for task in c.tasks:
-                        if kind == "common" and m in cfg.tune.grids and task not in ev.common_tasks:
+                        if kind == "common" and cfg.tune.tunes(m) and task not in ev.common_tasks:
                             continue
                         for param in ev.tasks[task]:
                             key = short_hash([cfg.generators[g].fingerprint, m,
@@ -95,6 +169,28 @@ def evaluate_cells(cfg: StudyConfig) -> list[dict]:
                             cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
                                           "task": task, "param": param, "settings": settings,
                                           "id": f"{g}__{m}__{task}__{param}__{key}"})
+        cells += _budget_cells(cfg, cname, c)
+    return cells
+
+
+def _budget_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
+    """The cells of a comparison's budget axis: its method at each generator's tuned settings with the steps scaled."""
+    from rtil.study.budgets import budget_kind, scaled_steps
+
+    if c.budgets is None:
+        return []
+    ev, m, cells = cfg.evaluate, c.budgets["method"], []
+    for g in c.generators:
+        tuned = tuned_settings(cfg, g, m)[0]
+        for factor in c.budgets["factors"]:
+            settings = scaled_steps(tuned, factor)
+            for task, params in c.budgets["tasks"].items():
+                for param in params:
+                    key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task),
+                                      task, param, ev.images.as_dict(), ev.seed, RESULTS_VERSION])
+                    cells.append({"comparison": cname, "generator": g, "method": m, "kind": budget_kind(factor),
+                                  "task": task, "param": param, "settings": settings,
+                                  "id": f"{g}__{m}__{task}__{param}__{key}"})
     return cells
 
 

@@ -4,7 +4,7 @@ YAML file (checked once, before any work starts) and the stages, cells and repor
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SETTINGS_KINDS = ("tuned", "common")
@@ -70,6 +70,7 @@ class Comparison:
     tune_at: str = "each"  # snapshots tuned each on its own ('each') or at the longest snapshot ('longest')
     quality_matched: bool = False  # the report also pairs each treatment snapshot with the closest-FDD baseline
     continued_from: float | None = None  # a `continues` budget of a group: where its generators continued the group's
+    budgets: dict | None = None  # {method, factors, tasks}: that method again with its steps x factor (budgets.py)
 
     @property
     def generators(self) -> list[str]:
@@ -83,13 +84,19 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Tuning:
-    """The tune stage: each method's candidate changes (`grids`), scored on `images` with one task."""
+    """The tune stage: each method's candidate changes (`grids`) or search axes (`search`: method -> list of
+    rtil.study.tuning.Axis), scored on `images` with one task."""
 
     task: str
     param: object
     grids: dict
     images: Images
     batch_size: int
+    search: dict = field(default_factory=dict)
+
+    def tunes(self, method: str) -> bool:
+        """Whether `method` is tuned per generator (by a grid or a search)."""
+        return bool(self.grids.get(method)) or method in self.search
 
 
 @dataclass(frozen=True)
@@ -173,11 +180,16 @@ def save_run_config(cfg: StudyConfig) -> Path:
 
 def load_run_config(path: str | Path) -> StudyConfig:
     """The StudyConfig that save_run_config wrote."""
+    from rtil.study.tuning import Axis
+
     d = json.loads(Path(path).read_text())
     tune, evaluate = d["tune"], d["evaluate"]
+    search = {m: [Axis(**{**a, "points": tuple(a["points"]), "limit": tuple(a["limit"]),
+                          "index": None if a["index"] is None else tuple(a["index"])}) for a in axes]
+              for m, axes in tune.get("search", {}).items()}
     return StudyConfig(**{**d, "out": Path(d["out"]), "report": Path(d["report"]),
                           "generators": {k: Generator(**v) for k, v in d["generators"].items()},
                           "methods": {k: Method(**v) for k, v in d["methods"].items()},
                           "comparisons": {k: Comparison(**v) for k, v in d["comparisons"].items()},
-                          "tune": Tuning(**{**tune, "images": Images(**tune["images"])}),
+                          "tune": Tuning(**{**tune, "images": Images(**tune["images"]), "search": search}),
                           "evaluate": Evaluation(**{**evaluate, "images": Images(**evaluate["images"])})})

@@ -7,6 +7,7 @@ from pathlib import Path
 from rtil.cli_checks import SEED_RANGE, Ranged
 from rtil.config import read_yaml_file
 from rtil.errors import RtilError
+from rtil.study.budgets import read_budgets
 from rtil.study.config import (
     SETTINGS_KINDS,
     Comparison,
@@ -36,6 +37,7 @@ from rtil.study.config_checks import (
     strings,
     typed,
 )
+from rtil.study.tuning import read_search
 
 
 def deep_merge(base: dict, changes: dict) -> dict:
@@ -52,8 +54,8 @@ TOP_LEVEL = ("out", "report", "jobs", "holdout", "train_kimg", "fdd_samples", "c
 GENERATOR_KEYS = ("config", "seed", "set", "init_from")
 METHOD_KEYS = ("file", "solver", "description")
 COMPARISON_KEYS = ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots", "tune_at",
-                   "quality_matched", "continues")
-TUNE_KEYS = ("images", "task", "param", "batch_size", "grids")
+                   "quality_matched", "continues", "budgets")
+TUNE_KEYS = ("images", "task", "param", "batch_size", "grids", "search")
 EVALUATE_KEYS = ("images", "batch_size", "seed", "settings", "common_tasks", "tasks")
 POSITIVE_KIMG = Ranged(float, 0, open_low=True)
 
@@ -110,7 +112,8 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
         for i, change in enumerate(grid):
             build_solver(methods[method].solver, {**methods[method].settings, **change}, f"tune.grids.{method}[{i}]",
                          where)
-    tune = Tuning(task=tune_raw["task"], param=tune_raw["param"], grids=grids,
+    search = read_search(tune_raw.get("search"), methods, grids, where)
+    tune = Tuning(task=tune_raw["task"], param=tune_raw["param"], grids=grids, search=search,
                   images=Images(**image_range(tune_raw.get("images"), "validation", where, "tune.images", base,
                                               top["holdout"])),
                   batch_size=number(option(tune_raw, "batch_size", 16), Ranged(int, 1), "tune.batch_size", where))
@@ -304,7 +307,8 @@ def read_comparisons(raw, where: str, generators: dict, methods: dict, tasks: di
                             f"{labels!r}")
         comparison = Comparison(title=typed(option(c, "title", name), str, f"{key}.title", where), labels=labels,
                                 baseline=list(c["baseline"]), treatment=list(c["treatment"]),
-                                methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings))
+                                methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings),
+                                budgets=read_budgets(c.get("budgets"), name, list(c["methods"]), tasks, where))
         if "continues" in c:
             typed(c["continues"], str, f"{key}.continues", where)
             comparisons[name] = read_continuation(name, c, comparison, comparisons, generators, where)

@@ -22,6 +22,7 @@ from rtil.study.report_arms import (
     quality_matched_rows,
     same_start_answers,
 )
+from rtil.study.report_budgets import budget_section
 from rtil.study.report_generators import g0_quality, stage_times, training
 from rtil.study.report_sections import curves, grid, protocol, tuning
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff, fmt_p, shown_kinds
@@ -29,7 +30,19 @@ from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff
 
 def write_report(cfg: StudyConfig) -> Path:
     """Write the report (cfg.report), its figures (figures/ beside it), <report>_per_image.csv and out/report.json
-    (every statistic), from the finished cells."""
+    (every statistic), from the finished cells. A report that fails part way removes the figures it had added, so
+    that the next run does not find figures its report does not show (rtil.study.config_checks refuses those)."""
+    figures = Path(cfg.report).parent / "figures"
+    before = set(figures.iterdir()) if figures.is_dir() else set()
+    try:
+        return _write_report(cfg)
+    except BaseException:
+        for path in (set(figures.iterdir()) if figures.is_dir() else set()) - before:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_report(cfg: StudyConfig) -> Path:
     report = Path(cfg.report)
     figures = report.parent / "figures"
     stem = report.stem
@@ -60,8 +73,8 @@ def write_report(cfg: StudyConfig) -> Path:
                   f"{', '.join(comparison.treatment)} (pairs in this order). Differences are {label_t} - {label_b} "
                   f"on the same images, operators, noise and starts.", ""]
         for method in comparison.methods:
-            tuned = bool(cfg.tune.grids.get(method))
-            for kind in shown_kinds(cfg.tune.grids, comparison, method):
+            tuned = cfg.tune.tunes(method)
+            for kind in shown_kinds(cfg.tune, comparison, method):
                 sel = [s for s in stats if s["method"] == method and s["settings"] == kind]
                 if not sel:
                     continue
@@ -109,8 +122,10 @@ def write_report(cfg: StudyConfig) -> Path:
             lines += tuning_lines
             summary_lines += tuning_summary
     length_lines, length_answers = length_section(cfg, everything, rows, figures, stem, report.parent)
-    lines += length_lines + ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
+    budget_lines, budget_answers = budget_section(cfg, everything, cells, figures, stem, report.parent)
+    lines += length_lines + budget_lines + ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
     arms = {"Training length: does the sign or size of the difference change with training?": length_answers,
+            "The solver's budget: a higher ceiling, or the same ceiling sooner?": budget_answers,
             "Same start: both arms continued from one checkpoint": same_start_answers(cfg, everything),
             "Equal sample quality: quality-matched pairs": quality_matched_answers(cfg, matched, everything)}
     for heading, answers in arms.items():

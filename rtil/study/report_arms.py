@@ -50,14 +50,16 @@ def quality_matched(cfg: StudyConfig) -> dict[str, Comparison]:
 
 
 def quality_matched_rows(cfg: StudyConfig, rows: list[dict], matched: dict[str, Comparison]) -> list[dict]:
-    """The per-image rows of each quality-matched comparison: its generators' snapshot rows under its name."""
+    """The per-image rows of each quality-matched comparison: its generators' snapshot rows under its name (of the
+    settings kinds it shows: a budget axis of one snapshot has no counterpart in the others)."""
     out = []
     for name, c in matched.items():
         group = set(length_groups(cfg.comparisons)[c.group])
         seen = set()
         for r in rows:
             key = (r["generator"], r["method"], r["settings"], r["task"], r["param"], r["image"])
-            if r["comparison"] in group and r["generator"] in c.generators and key not in seen:
+            if (r["comparison"] in group and r["generator"] in c.generators and r["settings"] in c.settings
+                    and key not in seen):
                 seen.add(key)
                 out.append({**r, "comparison": name})
     return out
@@ -75,9 +77,9 @@ def image_differences(rows: list[dict], c: Comparison, cname: str, method: str, 
 
 def _kinds(cfg: StudyConfig, c: Comparison, method: str) -> list[tuple[str, str]]:
     """(settings kind, how the report names it) of each kind shown for the method."""
-    tuned = bool(cfg.tune.grids.get(method))
+    tuned = cfg.tune.tunes(method)
     return [(kind, f"{kind} settings" if tuned else "common settings, no tuning grid")
-            for kind in shown_kinds(cfg.tune.grids, c, method)]
+            for kind in shown_kinds(cfg.tune, c, method)]
 
 
 def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures: Path, stem: str,
@@ -89,7 +91,7 @@ def length_section(cfg: StudyConfig, everything: dict, rows: list[dict], figures
         first = comps[0]
         label_b, label_t = first.labels
         kimgs = [c.kimg for c in comps]
-        if not any(cfg.tune.grids.get(m) for m in first.methods):
+        if not any(cfg.tune.tunes(m) for m in first.methods):
             tuning = "each method's common settings at every snapshot (no tuning grid)"
         elif first.tune_at == "longest":
             at = max(c.kimg for c in comps if c.continued_from is None)

@@ -11,6 +11,7 @@ from rtil.evaluation.stats import mean_ci
 from rtil.study.cells import cell_file, cell_images, tune_items, tune_result, tuned_settings
 from rtil.study.config import Comparison, Images, StudyConfig
 from rtil.study.report_stats import cell_name, shown_kinds
+from rtil.study.tuning import MAX_SWEEPS
 
 GRID_IMAGES = 3  # largest gains and largest losses shown per grid
 
@@ -36,11 +37,24 @@ def protocol(cfg: StudyConfig) -> list[str]:
             f"- Tuning: {describe_images(tune.images, cfg.holdout)}, {tune.task} {tune.param}; each "
             "generator gets the candidate with its best mean validation PSNR ('tuned'); 'common' is the method's "
             "settings in the study config for every generator.",
+            *[f"- Tuning search of `{m}` (per generator, from the common settings): one axis at a time around the "
+              f"current best, sweeping again while the best moves (at most {MAX_SWEEPS} sweeps); a line whose best "
+              f"is its first or last point grows past that edge by the axis's factor. Axes: "
+              + "; ".join(f"{a.name} ({_axis_points(a)})" for a in axes) + ". The tuned settings are used for every "
+              "task." for m, axes in tune.search.items()],
             *[f"- Method `{name}` ({method.solver} solver): {method.description}"
               for name, method in cfg.methods.items() if method.description],
             "- Inside every solve, iterates are selected by the measurement loss only (never the ground truth).",
             "- Verdict per cell from the pooled PSNR difference: helps / hurts when its 95% CI excludes 0, "
             "else neutral.", ""]
+
+
+def _axis_points(axis) -> str:
+    points = ", ".join(json.dumps(p) if isinstance(p, dict) else f"{p:g}" if isinstance(p, float) else str(p)
+                       for p in axis.points)
+    what = f"x {points} on {axis.key}" + (f"[{', '.join(map(str, axis.index))}]" if axis.index else "") \
+        if axis.scale else points
+    return what + (f", grows x{axis.extend:g}" if axis.extend else "")
 
 
 def curves(sel, comparison: Comparison, cname, method, kind, figures: Path, stem: str, base: Path) -> list[str]:
@@ -68,7 +82,7 @@ def grid(cfg: StudyConfig, cells, comparison: Comparison, cname, method, figures
     """Truth | measurement | baseline | treatment for the images with the largest gains and losses, in the first
     cell of the first pair (tuned settings when evaluated). Without the cells' tensors (a clone), a grid drawn from
     them earlier is kept (its rows follow from the cells' metrics), else the report says why there is none."""
-    kind = shown_kinds(cfg.tune.grids, comparison, method)[0]
+    kind = shown_kinds(cfg.tune, comparison, method)[0]
     mine = [c for c in cells if c["comparison"] == cname and c["method"] == method and c["kind"] == kind]
     if not mine:
         return []
@@ -109,6 +123,11 @@ def tuning(cfg: StudyConfig, comparison: Comparison, cname: str, figures: Path, 
     moves across the candidates (its sensitivity to the solver's settings)."""
     lines, summary = [], []
     for method in comparison.methods:
+        if method in cfg.tune.search:
+            searched = tuning_search(cfg, comparison, cname, method, figures, stem, base)
+            lines += searched[0]
+            summary += searched[1]
+            continue
         candidates = cfg.tune.grids.get(method)
         if not candidates:
             continue
@@ -150,3 +169,64 @@ def tuning(cfg: StudyConfig, comparison: Comparison, cname: str, figures: Path, 
 def _short(change: dict) -> str:
     """A tuning candidate as a short axis label."""
     return ", ".join(f"{k}={v}" for k, v in change.items()) if change else "(common)"
+
+
+def tuning_search(cfg: StudyConfig, comparison: Comparison, cname: str, method: str, figures: Path, stem: str,
+                  base: Path) -> tuple[list, list]:
+    """A searched method's tuning: per generator, how many candidates the search scored, the chosen one, the common
+    settings' and the pair partner's choice's validation PSNR, the spread (best - worst) and any edge the choice sits
+    on; a figure with every candidate; and one robustness line per arm (what each family loses with the other
+    family's choice and with the common settings)."""
+    from rtil.evaluation.plots import plot_tuning_search
+    from rtil.study.cells import search_state, searched_base, tune_item
+
+    generators = [g for g in comparison.generators if cfg.generators[g].tune_from is None]
+    if not generators:
+        return [f"{method}: each generator uses the settings tuned at the longest snapshot.", ""], []
+    common = searched_base(cfg, method)
+    partner = dict(zip(comparison.baseline, comparison.treatment, strict=True))
+    partner.update({t: b for b, t in partner.items()})
+    label = {g: comparison.labels[0] if g in comparison.baseline else comparison.labels[1] for g in generators}
+    n_images = cfg.tune.images.count
+    lines = [f"Tuning search of {method} ({cfg.tune.task} {cfg.tune.param}, the mean validation PSNR in dB of "
+             f"{n_images} validation images; axes: {', '.join(a.name for a in cfg.tune.search[method])}):", "",
+             "| generator | candidates | chosen: change to the common settings | chosen | common | pair partner's "
+             "choice | worst | spread | edge |", "|---|---|---|---|---|---|---|---|---|"]
+    losses = {comparison.labels[0]: {"other": [], "common": []}, comparison.labels[1]: {"other": [], "common": []}}
+    points = []
+    for g in generators:
+        state = search_state(cfg, g, method)
+        scores = [score for _, score in state.scored]
+        chosen = next(v for s, v in state.scored if s == state.chosen)
+        at_common = next(v for s, v in state.scored if s == common)
+        other = search_state(cfg, partner[g], method).chosen
+        other_score = _mean_psnr(tune_item(cfg, g, method, other)["path"])
+        losses[label[g]]["other"].append(chosen - other_score)
+        losses[label[g]]["common"].append(chosen - at_common)
+        change = {k: v for k, v in state.chosen.items() if common.get(k) != v}
+        lines.append(f"| {g} | {len(scores)} | {json.dumps(change) if change else '(common)'} | {chosen:.2f} | "
+                     f"{at_common:.2f} | {other_score:.2f} | {min(scores):.2f} | {max(scores) - min(scores):.2f} | "
+                     f"{'; '.join(state.notes) or 'inside'} |")
+        points.append({"label": g, "style": "baseline" if g in comparison.baseline else "treatment",
+                       "scores": scores, "chosen": chosen, "common": at_common})
+    name = f"{stem}_{cname}_{method}_tuning.png"
+    plot_tuning_search(points, figures / name, f"{comparison.title}: {method} tuning search "
+                                               f"({cfg.tune.task} {cfg.tune.param})")
+    lines += ["", f"![tuning]({(figures / name).relative_to(base)})", ""]
+    summary = []
+    for arm, lost in losses.items():
+        if lost["other"]:
+            summary.append(f"- {comparison.title}, {method}: the {arm} generators lose "
+                           f"{_range(lost['other'])} dB of validation PSNR with their pair partner's chosen settings "
+                           f"and {_range(lost['common'])} dB with the common settings (chosen minus each, per "
+                           f"generator).")
+    return lines, summary
+
+
+def _mean_psnr(path: str) -> float:
+    psnr = json.loads(Path(path).read_text())["psnr"]
+    return sum(psnr) / len(psnr)
+
+
+def _range(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)

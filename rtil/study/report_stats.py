@@ -3,13 +3,13 @@ difference treatment - baseline (per pair of generators, and pooled over the pai
 
 from rtil.evaluation.stats import mean_ci, paired_difference
 from rtil.study.cells import METRICS
-from rtil.study.config import Comparison
+from rtil.study.config import Comparison, Tuning
 
 
-def shown_kinds(grids: dict, comparison: Comparison, method: str) -> list[str]:
+def shown_kinds(tune: Tuning, comparison: Comparison, method: str) -> list[str]:
     """The settings kinds the report shows for a method: the comparison's, or one for a method without a tuning grid
     (its tuned settings are its common ones: 'common' if evaluated, else the kind its cells were evaluated under)."""
-    if grids.get(method):
+    if tune.tunes(method):
         return comparison.settings
     return ["common"] if "common" in comparison.settings else comparison.settings[:1]
 

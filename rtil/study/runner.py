@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from rtil.errors import RtilError
@@ -98,6 +99,16 @@ def _run_workers(cfg: StudyConfig, stage: str, run_config: Path, workers: int, t
                         f"(finished items are kept: rerun the study to resume)")
 
 
+def only_comparisons(cfg: StudyConfig, names: list[str]) -> StudyConfig:
+    """cfg with only the comparisons named (a config comparison's name covers its snapshot comparisons)."""
+    known = set(cfg.comparisons) | {c.group for c in cfg.comparisons.values() if c.group}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RtilError(f"--only: no comparison {unknown[0]!r}; the comparisons are {', '.join(sorted(known))}")
+    kept = {n: c for n, c in cfg.comparisons.items() if n in names or c.group in names}
+    return replace(cfg, comparisons=kept)
+
+
 @contextmanager
 def study_lock(out: Path):
     """out/study.lock names the one study process working on `out` (host and pid) while it runs: a second one is
@@ -137,10 +148,20 @@ def _still_running(owner: str) -> bool:
     return True
 
 
-def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | None = None) -> dict:
+def run_study(config_path: str | Path, quick: bool = False, stages: list[str] | None = None,
+              only: list[str] | None = None, jobs: int | None = None) -> dict:
     """Read the config, then run the stages in order, skipping finished work; returns {"ran": {stage: items run},
-    "seconds": {stage: seconds}}."""
+    "seconds": {stage: seconds}}. `only`: the work stages do only these comparisons' items (no report); `jobs`:
+    the number of worker processes instead of the config's."""
     cfg = read_study_config(config_path, quick)
+    if jobs is not None:
+        cfg = replace(cfg, jobs=jobs)
+    if only is not None:
+        cfg = only_comparisons(cfg, only)
+        if "report" in (stages or STAGES):
+            stages = [s for s in (stages or STAGES) if s != "report"]
+            if not stages:
+                raise RtilError("--only runs work stages; the report needs every comparison: run it without --only")
     try:
         cfg.out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
