@@ -30,7 +30,7 @@ class Images:
 class Generator:
     """A generator to train: a training config file, its seed and changes to it (train.py arguments); or a snapshot
     of one (`source`'s checkpoint at `kimg`, not trained itself); or one that starts from another's checkpoint
-    (`init_from`: {generator, kimg}, trained after it)."""
+    (`init_from`: {generator, kimg}, trained after it) or from a pretrained generator file ({file, sha256})."""
 
     config: str
     seed: int
@@ -41,7 +41,7 @@ class Generator:
     checkpoint_kimg: float | None = None  # its checkpoint interval
     source: str | None = None  # a snapshot: the trained generator it is taken from, at `kimg`
     kimg: float | None = None
-    init_from: dict | None = None  # {generator, kimg}: trained from that generator's checkpoint at kimg
+    init_from: dict | None = None  # {generator, kimg}: from that generator's checkpoint at kimg; or {file, sha256}
     tune_from: str | None = None  # use that generator's tuned settings (no tuning runs of its own)
 
 
@@ -148,7 +148,7 @@ class StudyConfig:
                 todo.append(g.source)
             elif name not in needed:
                 needed.add(name)
-                todo += [g.init_from["generator"]] if g.init_from else []
+                todo += [g.init_from["generator"]] if g.init_from and "generator" in g.init_from else []
         return [g for g in self.generators if g in needed]
 
     def generator_methods(self) -> dict[str, list[str]]:

@@ -1,10 +1,12 @@
 """The study config's arms beyond one pair per generator: snapshots (a comparison's generators at several training
 budgets: `snapshots`, `tune_at`, `quality_matched`), same-start generators (`init_from`: continue another
-generator's checkpoint) and continuations (`continues`: a longer budget of a snapshot comparison, each arm continued
-from its own longest snapshot), checked once when the config is read. A comparison with snapshots becomes one
-comparison per budget between snapshot generators named `<generator>_<kimg>kimg`."""
+generator's checkpoint, `{generator, kimg}`, or a pretrained generator file, `{file}`) and continuations
+(`continues`: a longer budget of a snapshot comparison, each arm continued from its own longest snapshot), checked
+once when the config is read. A comparison with snapshots becomes one comparison per budget between snapshot
+generators named `<generator>_<kimg>kimg`."""
 
 from dataclasses import replace
+from pathlib import Path
 
 from rtil.errors import RtilError
 from rtil.study.config import Comparison, Generator, short_hash
@@ -44,12 +46,16 @@ def check_checkpoint(source: Generator, kimg: float, what: str) -> None:
                         f"{source.checkpoint_kimg:g} kimg (checkpoint.every_kimg){end}")
 
 
-def read_init_from(spec, name: str, generators: dict, where: str) -> dict:
+def read_init_from(spec, name: str, generators: dict, where: str, base=None) -> dict:
     """{generator, kimg}: a generator defined before this one (and not itself a continuation's snapshot) and a
-    budget it reaches and has a checkpoint at."""
+    budget it reaches and has a checkpoint at; or {file}: a pretrained generator file (read_init_file; `base`: the
+    config's folder, for a relative path)."""
+    if isinstance(spec, dict) and set(spec) == {"file"}:
+        return read_init_file(spec["file"], name, where, base)
     if not isinstance(spec, dict) or set(spec) != {"generator", "kimg"}:
         raise RtilError(f"{where}: generator {name!r}: init_from needs exactly 'generator' (one defined above it) "
-                        f"and 'kimg' (the budget of its checkpoint to start from), got {spec!r}")
+                        f"and 'kimg' (the budget of its checkpoint to start from), or only 'file' (a pretrained "
+                        f"generator file), got {spec!r}")
     if not isinstance(spec["generator"], str):
         raise RtilError(f"{where}: generators.{name}.init_from.generator must be a generator's name, got "
                         f"{spec['generator']!r}")
@@ -63,6 +69,33 @@ def read_init_from(spec, name: str, generators: dict, where: str) -> dict:
                         f"generator trains only {source.total_kimg:g} kimg")
     check_checkpoint(source, kimg, f"{where}: generators.{name}.init_from.kimg: {spec['generator']!r}")
     return {"generator": spec["generator"], "kimg": kimg}
+
+
+def read_init_file(file, name: str, where: str, base) -> dict:
+    """{file, sha256}: a generator file train.py --init_from reads (rtil/training/init_from.py: ours, rosinality,
+    NVlabs .pkl, the RTIL authors' PGGAN), resolved like the config's other paths. Its SHA-256 goes into the
+    generator's fingerprint, so a changed file is refused like a changed setting."""
+    from rtil.importers.common import sha256
+    from rtil.inverse.sweep import resolve_config_path
+
+    if not isinstance(file, str) or not file:
+        raise RtilError(f"{where}: generators.{name}.init_from.file must be the path of a generator file, got {file!r}")
+    path = resolve_config_path(file, base) if base is not None else Path(file)
+    if not path.is_file():
+        raise RtilError(f"{where}: generators.{name}.init_from.file: no such file {path}")
+    return {"file": str(path.resolve()), "sha256": sha256(path)}
+
+
+def init_file_changed(init_from: dict) -> str | None:
+    """Why an init_from file no longer is the file the config was read with (None when it is)."""
+    from rtil.importers.common import sha256
+
+    path = Path(init_from["file"])
+    if not path.is_file():
+        return f"{path} no longer exists"
+    if sha256(path) != init_from["sha256"]:
+        return f"{path} changed since the study config was read (its SHA-256 differs)"
+    return None
 
 
 def _kimg(value, what: str) -> float:
@@ -147,7 +180,7 @@ def read_continuation(name: str, c: dict, comparison: Comparison, comparisons: d
                             f"({len(theirs)}), got {len(own)}")
         for g, source in zip(own, theirs, strict=True):
             start = generators[g].init_from
-            if start is None or start["generator"] != source or generators[g].seed != generators[source].seed:
+            if start is None or start.get("generator") != source or generators[g].seed != generators[source].seed:
                 raise RtilError(f"{where}: comparison {name!r}: {arm} generator {g!r} must continue {source!r} "
                                 f"(init_from: {{generator: {source}, kimg: ...}}) with its seed")
             starts.add(start["kimg"])

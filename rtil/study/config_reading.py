@@ -138,6 +138,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
     cfg = StudyConfig(**top, generators=generators, methods=methods, comparisons=comparisons, tune=tune,
                       evaluate=evaluate)
     inputs = [path, *{Path(g.config) for g in generators.values()}, *method_files,
+              *{Path(g.init_from["file"]) for g in generators.values() if g.init_from and "file" in g.init_from},
               *[Path(i.folder) for i in (tune.images, evaluate.images) if i.folder is not None]]
     check_outputs(cfg, inputs, where)
     return cfg
@@ -178,8 +179,11 @@ def read_generators(raw, where: str, base: Path, holdout: int, train_kimg) -> di
         settings = training_settings(train_cfg, changes)
         total, every = training_lengths(changes, settings, train_kimg, f"{where}: generator {name!r}")
         identity = [settings, seed, train_kimg]
-        init_from = read_init_from(g["init_from"], name, generators, where) if "init_from" in g else None
-        if init_from is not None:  # and the checkpoint it starts from
+        init_from = read_init_from(g["init_from"], name, generators, where, base) if "init_from" in g else None
+        if init_from is not None and "file" in init_from:  # and the file it starts from (its content, not its path)
+            check_init_file(init_from["file"], settings, f"{where}: generators.{name}.init_from.file")
+            identity.append({"init_from_file": init_from["sha256"]})
+        elif init_from is not None:  # and the checkpoint it starts from
             identity.append({"init_from": generators[init_from["generator"]].fingerprint, "kimg": init_from["kimg"]})
         generators[name] = Generator(config=str(config), seed=seed, set=changes, fingerprint=short_hash(identity),
                                      members_per_step=members_per_step(settings), total_kimg=total,
@@ -187,6 +191,28 @@ def read_generators(raw, where: str, base: Path, holdout: int, train_kimg) -> di
     if not generators:
         raise RtilError(f"{where}: generators is empty; define the generators the comparisons name")
     return generators
+
+
+def check_init_file(path: str, settings: dict, where: str) -> None:
+    """The generator file a generator starts from is one train.py --init_from reads (weights-only, or NVlabs' pickle
+    without running its code) and has the training config's family, resolution and channels (train.py checks
+    every tensor when it starts)."""
+    from rtil.training.init_from import read_init_source
+
+    try:
+        src = read_init_source(path)
+    except RtilError as e:
+        raise RtilError(f"{where}: {str(e).removeprefix('--init_from ')}") from None
+    model = str((settings.get("model") or {}).get("class_path")).split(".")[-1]
+    family = {"StyleGAN2Module": "stylegan2", "PGGANModule": "pggan"}.get(model)
+    data = settings.get("data") or {}
+    if family is not None and src.family != family:
+        raise RtilError(f"{where}: {path} holds a {src.family} generator, but the training config trains a {family} "
+                        f"({model})")
+    for key, arch_key in (("resolution", "resolution"), ("channels", "img_channels")):
+        if key in data and arch_key in src.arch and data[key] != src.arch[arch_key]:
+            raise RtilError(f"{where}: {path} makes {src.arch[arch_key]} as {key}, but the training config trains "
+                            f"at data.{key} {data[key]} (set data.{key}: {src.arch[arch_key]})")
 
 
 def read_methods(raw, where: str, base: Path) -> tuple[dict[str, Method], list[Path]]:

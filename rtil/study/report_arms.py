@@ -228,7 +228,8 @@ def same_start_answers(cfg: StudyConfig, everything: dict) -> list[str]:
         starts = [cfg.generators[g].init_from for g in c.generators]
         if not all(starts) or c.continued_from is not None:
             continue
-        where = ", ".join(sorted({f"{s['generator']} at {s['kimg']:g} kimg" for s in starts}))
+        where = ", ".join(sorted({f"{Path(s['file']).name} (SHA-256 {s['sha256'][:12]}...)" if "file" in s
+                                  else f"{s['generator']} at {s['kimg']:g} kimg" for s in starts}))
         more = ", ".join(sorted({f"{cfg.generators[g].total_kimg:g}" for g in c.generators}))
         out += [f"**{c.title}** (both arms continue {where} for {more} more kimg, same seed, fresh optimisers):"]
         for method in c.methods:

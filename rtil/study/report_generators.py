@@ -127,7 +127,8 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         done = train_record(cfg, name)
         fdd = export_record(cfg, name)
         start = cfg.generators[name].init_from
-        label = f"{name} (from {start['generator']} at {start['kimg']:g} kimg)" if start else name
+        label = (name if not start else f"{name} (from {Path(start['file']).name})" if "file" in start
+                 else f"{name} (from {start['generator']} at {start['kimg']:g} kimg)")
         timed = timed_kimg(done)
         untimed = f" ({timed:g} of its kimg timed)" if timed < done["kimg"] - 1e-6 else ""
         lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "

@@ -18,6 +18,7 @@ import yaml
 from rtil.errors import RtilError
 from rtil.study.cells import cell_done, evaluate_cells, tune_done, tune_items, write_tune_result
 from rtil.study.config import StudyConfig
+from rtil.study.config_arms import init_file_changed
 from rtil.study.snapshots import checkpoint_at, checkpoint_folder, kimg_checkpoints, train_done
 
 WORK_STAGES = ("train", "export", "tune", "evaluate")
@@ -71,9 +72,21 @@ def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
     if (out / "train" / name / "checkpoints" / "last.ckpt").is_file():
         args += ["--ckpt_path", str(out / "train" / name / "checkpoints" / "last.ckpt")]
     elif g.init_from is not None:
-        source, kimg = g.init_from["generator"], g.init_from["kimg"]
-        args += ["--init_from", str(checkpoint_at(cfg, source, kimg, f"generator {name!r} (init_from)"))]
+        args += ["--init_from", init_from_path(cfg, name)]
     return args
+
+
+def init_from_path(cfg: StudyConfig, name: str) -> str:
+    """The file a continued generator starts from: its init_from file (an error if it changed since the config was
+    read) or the checkpoint of the generator it continues."""
+    start = cfg.generators[name].init_from
+    if "file" in start:
+        why = init_file_changed(start)
+        if why is not None:
+            raise RtilError(f"generator {name!r} starts from {why}; rerun the study to read it again (a generator "
+                            f"trained from the earlier file is then refused as trained with other settings)")
+        return start["file"]
+    return str(checkpoint_at(cfg, start["generator"], start["kimg"], f"generator {name!r} (init_from)"))
 
 
 def train_one(cfg: StudyConfig, name: str) -> None:
@@ -97,8 +110,7 @@ def train_one(cfg: StudyConfig, name: str) -> None:
                           {"kimg": kimg, "seconds": sum(s["seconds"] for s in segments),
                            "fingerprint": cfg.generators[name].fingerprint,
                            "segments": segments, "arguments": arguments,
-                           **({"init_from": str(checkpoint_at(cfg, start["generator"], start["kimg"], name))}
-                              if start else {})})
+                           **({"init_from": init_from_path(cfg, name)} if start else {})})
 
 
 def saved_kimg(cfg: StudyConfig, name: str) -> float:
@@ -237,7 +249,7 @@ def export_generators(cfg: StudyConfig) -> list[str]:
 
 def _can_start(cfg: StudyConfig, name: str) -> bool:
     init_from = cfg.generators[name].init_from
-    return init_from is None or train_done(cfg, init_from["generator"])
+    return init_from is None or "file" in init_from or train_done(cfg, init_from["generator"])
 
 
 def stage_log(cfg: StudyConfig) -> list[dict]:
