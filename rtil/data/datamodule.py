@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from rtil.cli_checks import SEED_RANGE, Ranged, check_ranges
 from rtil.data.digits import HOLDOUT_RANGE, DigitsDataset, digits_test_images
-from rtil.data.folder import FolderDataset, find_image_files
+from rtil.data.folder import FolderDataset, find_image_files, read_exclude_list, without_excluded
 from rtil.data.sampler import InfiniteSampler
 from rtil.data.shards import expand_shard_urls, shard_dataset
 from rtil.data.sigterm import StoppableDataLoader
@@ -43,6 +43,8 @@ class GanDataModule(pl.LightningDataModule):
         shuffle_buffer: shards only: encoded images held per worker for shuffling.
         holdout: digits only: leave the last `holdout` training digits out of training, as a validation split
             for tuning solvers (rtil.data.digits.digits_validation_images).
+        exclude: folders only: a text file naming images of the folder to leave out of training (paths relative
+            to `path`, one per line), e.g. the validation and test images of a study (rtil.data.split).
     """
 
     # The valid range of every numeric init argument (rtil.cli_checks.Ranged), checked first.
@@ -69,6 +71,7 @@ class GanDataModule(pl.LightningDataModule):
         resampled: bool = True,
         shuffle_buffer: int = 1000,
         holdout: int = 0,
+        exclude: str | None = None,
     ):
         super().__init__()
         # The seed is logged as `data_seed`: Lightning logs the model's and the data's hyper-parameters together and
@@ -89,8 +92,12 @@ class GanDataModule(pl.LightningDataModule):
             raise RtilError(f"dataset={dataset!r} needs a path (an image folder or a shard pattern)")
         if holdout and dataset != "digits":
             raise RtilError(f"holdout is for the built-in digits only, not dataset={dataset!r}")
+        if exclude is not None and dataset != "folder":
+            raise RtilError(f"exclude is for image folders only (dataset='folder'), not dataset={dataset!r}")
         if dataset == "folder":
-            find_image_files(path)  # raises for a missing path or a folder without images
+            files = find_image_files(path)  # raises for a missing path or a folder without images
+            if exclude is not None:
+                without_excluded(Path(path), files, exclude)  # raises for a list of other files, or of them all
         if dataset == "shards":
             expand_shard_urls(path)  # raises for missing shard files
         self.dataset = dataset
@@ -106,6 +113,7 @@ class GanDataModule(pl.LightningDataModule):
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
         self.holdout = holdout
+        self.exclude = exclude
         self.train_dataset: Dataset | IterableDataset | None = None
         self._start_iteration = 0
 
@@ -116,7 +124,8 @@ class GanDataModule(pl.LightningDataModule):
             self.train_dataset = DigitsDataset("train", self.resolution, self.channels, flip=self.flip,
                                                holdout=self.holdout)
         elif self.dataset == "folder":
-            self.train_dataset = FolderDataset(Path(self.path), self.resolution, self.channels, flip=self.flip)
+            self.train_dataset = FolderDataset(Path(self.path), self.resolution, self.channels, flip=self.flip,
+                                               exclude=self.exclude)
         else:
             self.train_dataset = shard_dataset(self.path, self.resolution, self.channels, seed=self.seed,
                                                resampled=self.resampled, shuffle=self.shuffle, flip=self.flip,
@@ -158,7 +167,8 @@ class GanDataModule(pl.LightningDataModule):
         """What the data is, for the provenance of exported generators."""
         return {"dataset": self.dataset, "path": self.path, "resolution": self.resolution, "channels": self.channels,
                 "flip": self.flip, "batch_size_per_device": self.batch_size, "seed": self.seed,
-                **({"holdout": self.holdout} if self.holdout else {})}
+                **({"holdout": self.holdout} if self.holdout else {}),
+                **({"exclude": self.exclude, "excluded": len(read_exclude_list(self.exclude))} if self.exclude else {})}
 
     @property
     def num_skipped(self) -> int:

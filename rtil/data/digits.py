@@ -55,6 +55,29 @@ def digits_validation_images(holdout: int, resolution: int = 32, channels: int =
     return digits_images("train", resolution, channels)[NUM_TRAIN - holdout:]
 
 
+def save_digits_images(folder, split: Literal["train", "test"] = "test", resolution: int = 32,
+                       count: int | None = None) -> list:
+    """Write the first `count` (default all) digits of a split as gray PNGs <split>_<index>.png into `folder`, which
+    must be new or empty (an image folder to try the folder commands on); returns the files."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from rtil.atomic_files import atomic_write
+
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise RtilError(f"{folder} exists and is not an empty folder; give a new or empty folder for the digits")
+    images = digits_images(split, resolution, 1)[:count]
+    pixels = ((images[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, image in enumerate(pixels):
+        files.append(folder / f"{split}_{i:04d}.png")
+        atomic_write(files[-1], lambda f, image=image: Image.fromarray(image).save(f, format="PNG"))
+    return files
+
+
 HOLDOUT_RANGE = Ranged(int, 0, NUM_TRAIN - 1)  # how many of the training digits can be held out
 
 

@@ -49,6 +49,29 @@ def find_image_files(root: str | os.PathLike) -> list[Path]:
     return sorted(files)
 
 
+def read_exclude_list(path: str | os.PathLike) -> list[str]:
+    """The relative paths an exclude list names (one per line; blank lines ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RtilError(f"exclude list {path} does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def without_excluded(root: Path, files: list[Path], exclude: str | os.PathLike) -> list[Path]:
+    """`files` (of the folder `root`) without those the exclude list names; every name must be an image of the
+    folder (a list of another folder would otherwise exclude nothing) and some image must remain."""
+    names = set(read_exclude_list(exclude))
+    relative = {f.relative_to(root).as_posix(): f for f in files}
+    missing = sorted(names - set(relative))
+    if missing:
+        raise RtilError(f"exclude list {exclude} names {len(missing)} file(s) that are not images of {root}, e.g. "
+                        f"{missing[0]!r} (paths relative to the folder, one per line)")
+    kept = [f for name, f in relative.items() if name not in names]
+    if not kept:
+        raise RtilError(f"exclude list {exclude} leaves out every image of {root}: nothing to train on")
+    return kept
+
+
 def open_image(file: str | os.PathLike | BinaryIO, channels: int | None = None) -> Image.Image:
     """Decode an image fully (so truncation is detected here), apply its EXIF orientation and convert
     it to 1 ("L") or 3 ("RGB") channels; alpha is dropped. channels=None keeps grayscale images gray
@@ -115,11 +138,17 @@ class FolderDataset(Dataset):
 
     An unreadable file is replaced by the next readable one, with a warning; `num_skipped` counts the
     distinct unreadable files found so far, over all DataLoader worker processes (shared memory).
+
+    exclude: a text file naming images of the folder to leave out (paths relative to `root`, one per line), e.g.
+    the validation and test images a study holds out (rtil.data.split).
     """
 
-    def __init__(self, root: str | os.PathLike, resolution: int, channels: int = 3, flip: bool = False):
+    def __init__(self, root: str | os.PathLike, resolution: int, channels: int = 3, flip: bool = False,
+                 exclude: str | os.PathLike | None = None):
         self.root = Path(root)
         self.files = find_image_files(self.root)
+        if exclude is not None:
+            self.files = without_excluded(self.root, self.files, exclude)
         self.resolution = resolution
         if channels not in (1, 3):
             raise RtilError(f"channels must be 1 or 3, got {channels}")
