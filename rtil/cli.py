@@ -128,9 +128,40 @@ def _cmd_study(args) -> None:
         cfg = load_run_config(args.run_config)
         run_items(cfg, args.stage, stage_items(cfg, args.stage), args.workers)
         return
+    if args.generator is not None:
+        _own_generator_study(args)
+        return
+    own = [f"--{name.replace('_', '-')}" for name in OWN_OPTIONS if getattr(args, name) not in (None, [])]
+    if args.config is None or own:
+        raise RtilError("study takes --config FILE (a study config), or --generator FILE --data DIR --out OUT "
+                        "(does RTIL help your generator?)" + (f"; {own[0]} is an option of the second form" if own
+                                                              else ""))
     stages = list(STAGES) if args.stage is None else [args.stage]
     only = [name for name in (args.only or "").split(",") if name] or None
     result = run_study(args.config, quick=args.quick, stages=stages, only=only, jobs=args.jobs)
+    print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
+
+
+OWN_OPTIONS = ("data", "out", "kimg", "tasks", "methods", "seeds", "test", "validation_images", "test_images", "set")
+
+
+def _own_generator_study(args) -> None:
+    """python -m rtil study --generator FILE --data DIR --out OUT ...: rtil/study/own_generator.py."""
+    from rtil.study.own_generator import DEFAULT_TASKS, OwnStudy, run_own_study
+
+    if args.config is not None or args.stage is not None or args.only is not None:
+        raise RtilError("--generator writes and runs its own study config: leave out --config, --stage and --only "
+                        "(to resume or run a stage of it: python -m rtil study --config OUT/study.yaml ...)")
+    missing = [option for option in ("data", "out") if getattr(args, option) is None]
+    if missing:
+        what = {"data": "the image folder it was trained on", "out": "a new or empty folder for the study"}
+        raise RtilError(f"--generator needs --{missing[0]} ({what[missing[0]]})")
+    options = OwnStudy(generator=args.generator, data=args.data, out=args.out, kimg=args.kimg or 20.0,
+                       tasks=args.tasks or DEFAULT_TASKS, methods=args.methods, seeds=args.seeds or "0",
+                       jobs=args.jobs or 1, quick=args.quick, test=args.test,
+                       validation_images=args.validation_images or 32, test_images=args.test_images or 100,
+                       sets=args.set or [])
+    result = run_own_study(options)
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["seconds"].items()))
 
 
@@ -205,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="thousands of images to train each digits StyleGAN2 for (0 skips training and the sweep)")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("study", help="the vanilla-vs-RTIL study: train, export, tune, evaluate, report (resumable)")
-    p.add_argument("--config", required=True, help="study config, e.g. configs/study/digits.yaml")
+    p = sub.add_parser("study", help="the vanilla-vs-RTIL study: train, export, tune, evaluate, report (resumable); "
+                                     "or, with --generator, of your own generator")
+    p.add_argument("--config", default=None, help="study config, e.g. configs/study/digits.yaml")
     p.add_argument("--quick", action="store_true", help="the same stages on the config's tiny 'quick' budget")
     p.add_argument("--stage", choices=["train", "export", "tune", "evaluate", "report"], default=None,
                    help="run only this stage (default: every stage, each skipping finished work)")
@@ -215,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="COMPARISONS",
                    help="comma-separated comparisons (config names, or a snapshot comparison's expanded names) whose "
                         "work to do first; the other comparisons' work waits, and the report needs them all")
+    own = p.add_argument_group("does RTIL help your generator? (instead of --config: writes OUT/study.yaml, runs "
+                               "it)")
+    own.add_argument("--generator", default=None, metavar="FILE",
+                     help="a pretrained generator: rtil .pt/.safetensors/.ckpt, rosinality .pt, NVlabs .pkl, the RTIL "
+                          "authors' PGGAN .pt")
+    own.add_argument("--data", default=None, metavar="DIR", help="the image folder it was trained on (validation "
+                                                                 "and test images are held out of it)")
+    own.add_argument("--out", default=None, metavar="OUT", help="a new or empty folder (or one written before: resume)")
+    own.add_argument("--kimg", type=Ranged(float, 0, open_low=True), default=None,
+                     help="kimg to continue the generator in each arm (default 20)")
+    own.add_argument("--tasks", default=None, help="TASK:PARAM,... (default cs:0.25,inpaint:0.5,sr:4)")
+    own.add_argument("--methods", default=None,
+                     help="solvers, comma-separated (default: ilo,csgm for a StyleGAN2, mganprior,csgm for a PGGAN)")
+    own.add_argument("--seeds", default=None, help="one vanilla/RTIL pair per seed, e.g. 0,1 (default 0)")
+    own.add_argument("--test", default=None, metavar="DIR", help="test images from this folder instead of held out "
+                                                                 "of --data")
+    own.add_argument("--validation-images", type=COUNT, default=None, help="images held out for tuning (default 32)")
+    own.add_argument("--test-images", type=COUNT, default=None, help="test images (default 100)")
+    own.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                     help="a train.py setting of the derived training config, e.g. data.batch_size=8 (repeatable)")
     p.add_argument("--workers", type=COUNT, default=1, help=argparse.SUPPRESS)
     p.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_study)

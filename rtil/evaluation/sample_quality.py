@@ -64,6 +64,24 @@ def load_inception(offline: bool = False) -> tuple[nn.Module | None, str | None]
                           f"{INCEPTION_URL} to {path}")
 
 
+def inception_unavailable() -> str | None:
+    """Why FID and KID cannot be computed here without a download (None: torch-fidelity is installed and the
+    Inception weights file is cached with its published SHA-256). Nothing is downloaded or loaded."""
+    import importlib.util
+
+    from rtil.weights import file_sha256, shown_cache_path
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        return "torch-fidelity is not installed (pip install torch-fidelity)"
+    path = inception_weights_path()
+    if not path.is_file():
+        return (f"the FID Inception weights are not in {shown_cache_path(path)}; on a machine with internet access "
+                f"download {INCEPTION_URL} and copy it there (or set TORCH_HOME)")
+    if file_sha256(path) != INCEPTION_SHA256:
+        return f"{shown_cache_path(path)} is not the published FID Inception weights file (its SHA-256 differs)"
+    return None
+
+
 @torch.no_grad()
 def fid_kid(G, family, real_batches: Iterable[torch.Tensor], num_generated: int, extractor: nn.Module,
             member: int = 0, batch_size: int = 64, seed: int = 0, kid_subset_size: int = 1000, progress=None) -> dict:

@@ -22,8 +22,10 @@ The modules follow the data, and each imports only the ones before it:
                                             cells (report_arms: training length, same start, quality-matched
                                             pairs; report_budgets: the step-budget axis)
     runner                                  the stages in order (worker processes), then the report: the CLI's entry
+    own_generator                           `python -m rtil study --generator FILE --data DIR --out OUT`: writes a
+                                            study config for a pretrained generator and its image folder, runs it
 """
 
 MODULE_ORDER = ("tuning", "budgets", "config", "config_checks", "config_arms", "config_reading", "snapshots", "cells",
                 "stages", "report_stats", "report_sections", "report_generators", "report_arms", "report_budgets",
-                "report", "runner")
+                "report", "runner", "own_generator")

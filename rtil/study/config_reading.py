@@ -89,16 +89,14 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
     train_kimg = raw.get("train_kimg")
     if train_kimg is not None:
         number(train_kimg, POSITIVE_KIMG, "train_kimg", where)
-    fdd_samples = number(option(raw, "fdd_samples", 1000), Ranged(int, 0), "fdd_samples", where)
-    if fdd_samples == 1:
-        raise RtilError(f"{where}: fdd_samples must be 0 (no FDD) or at least 2 (a covariance needs two samples)")
     top = {"path": str(path), "quick": quick, "out": out,
            "jobs": number(option(raw, "jobs", 1), Ranged(int, 1), "jobs", where),
            "holdout": number(option(raw, "holdout", 0), HOLDOUT_RANGE, "holdout", where), "train_kimg": train_kimg,
            "report": Path(typed(raw["report"], str, "report", where)) if raw.get("report") else out / "report.md",
-           "fdd_samples": fdd_samples, "claims": typed(option(raw, "claims", ""), str, "claims", where),
+           "claims": typed(option(raw, "claims", ""), str, "claims", where),
            "device": read_device(option(raw, "device", "auto"), where)}
     generators = read_generators(raw["generators"], where, base, top["holdout"], train_kimg)
+    top["fdd_samples"] = read_fdd_samples(raw, generators, where)
     methods, method_files = read_methods(raw["methods"], where, base)
     tasks, tune_raw, evaluate_raw = read_tasks(raw, where)
     comparisons = read_comparisons(raw["comparisons"], where, generators, methods, tasks, evaluate_raw)
@@ -139,9 +137,38 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
                       evaluate=evaluate)
     inputs = [path, *{Path(g.config) for g in generators.values()}, *method_files,
               *{Path(g.init_from["file"]) for g in generators.values() if g.init_from and "file" in g.init_from},
+              *{Path(data["path"]) for data in map(generator_data, generators.values())
+                if data.get("dataset") == "folder" and data.get("path")},
               *[Path(i.folder) for i in (tune.images, evaluate.images) if i.folder is not None]]
     check_outputs(cfg, inputs, where)
     return cfg
+
+
+def generator_data(g: Generator) -> dict:
+    """The data section a generator trains with: its training config's, with its `set` changes (data.*)."""
+    data = dict(read_yaml_file(Path(g.config)).get("data") or {})
+    data.update({key.split(".", 1)[1]: value for key, value in g.set.items() if key.startswith("data.")})
+    return data
+
+
+def trains_on_digits(generators: dict) -> bool:
+    """Whether every generator trains on the built-in digits (GanDataModule's default data set), the only data the
+    Fréchet digits distance (FDD) is a sample quality for."""
+    return all(generator_data(g).get("dataset", "digits") == "digits" for g in generators.values())
+
+
+def read_fdd_samples(raw: dict, generators: dict, where: str) -> int:
+    """fdd_samples: 0 (no FDD) or >= 2; by default 1000 when every generator trains on the digits, else 0. FDD
+    compares samples with the digits, so generators trained on other data are refused a positive value."""
+    digits = trains_on_digits(generators)
+    fdd_samples = number(option(raw, "fdd_samples", 1000 if digits else 0), Ranged(int, 0), "fdd_samples", where)
+    if fdd_samples == 1:
+        raise RtilError(f"{where}: fdd_samples must be 0 (no FDD) or at least 2 (a covariance needs two samples)")
+    if fdd_samples and not digits:
+        name = next(n for n, g in generators.items() if generator_data(g).get("dataset", "digits") != "digits")
+        raise RtilError(f"{where}: fdd_samples {fdd_samples}: the Fréchet digits distance compares samples with the "
+                        f"built-in digits, but generator {name!r} trains on other data; set fdd_samples: 0")
+    return fdd_samples
 
 
 def read_device(device, where: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rtil.atomic_files import save_figure_atomically, write_json_atomically
 from rtil.study.cells import read_cells, tune_items, tune_result
 from rtil.study.config import StudyConfig
+from rtil.study.config_reading import trains_on_digits
 from rtil.study.snapshots import train_record
 from rtil.study.stages import WORK_STAGES, export_generators, export_record, samples_file, stage_log, timed_kimg
 
@@ -116,12 +117,17 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    quality = (f"FDD: Fréchet digits distance of {cfg.fdd_samples:,} samples per member against the test digits; "
-               f"lower is better; train vs test digits score about 1.1" if cfg.fdd_samples > 0
-               else "FDD: not computed, fdd_samples is 0")
+    digits = trains_on_digits(cfg.generators)
+    if not digits:
+        quality = other_data_quality()
+    elif cfg.fdd_samples > 0:
+        quality = (f"FDD: Fréchet digits distance of {cfg.fdd_samples:,} samples per member against the test "
+                   f"digits; lower is better; train vs test digits score about 1.1")
+    else:
+        quality = "FDD: not computed, fdd_samples is 0"
     lines = ["## Generators", "", f"Training cost and sample quality ({quality}).", "",
-             "| generator | seed | kimg | wall time | s / kimg | FDD per member (G0, G1, ...) at the end |",
-             "|---|---|---|---|---|---|"]
+             "| generator | seed | kimg | wall time | s / kimg | "
+             + ("FDD per member (G0, G1, ...) at the end |" if digits else "FID, KID |"), "|---|---|---|---|---|---|"]
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=150)
     for name in cfg.trained_generators():
         done = train_record(cfg, name)
@@ -133,7 +139,8 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         untimed = f" ({timed:g} of its kimg timed)" if timed < done["kimg"] - 1e-6 else ""
         lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min{untimed} | {done['seconds'] / max(timed, 1e-9):.0f} | "
-                     + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |")
+                     + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed"
+                        if digits else "see above") + " |")
         curve, (_, start) = fdd["curve"], trained_run(cfg, name)
         if curve:
             for member in range(len(curve[0]["fdd"])):
@@ -143,6 +150,32 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         copy = figures / f"{stem}_samples_{name}.png"
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(samples_file(cfg, name), copy)
+    lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU); "
+              "s / kimg is over the kimg its recorded segments trained (a segment killed before it could record its "
+              "time is left out, and the row says so).", ""]
+    if digits:
+        lines += _fdd_figure(fig, ax, figures, stem, base)
+    plt.close(fig)
+    lines += ["Samples (one row per member, the same latents in every row):", ""]
+    for name in cfg.used_generators():
+        lines += [f"- {name}: ![{name}]({(figures / f'{stem}_samples_{name}.png').relative_to(base)})"]
+    return lines + [""]
+
+
+def other_data_quality() -> str:
+    """The sample-quality note for generators trained on other data than the digits: FID and KID, which need the
+    Inception weights (the digits Fréchet distance does not apply)."""
+    from rtil.evaluation.sample_quality import inception_unavailable
+
+    why = inception_unavailable()
+    if why is not None:
+        return f"FID, KID: unavailable: {why}; the Fréchet digits distance is for the built-in digits only"
+    return ("FID, KID: not computed by the study; `python -m rtil fid <out>/generators/<generator>.pt --data "
+            "<training folder>` computes them (the Inception weights are here)")
+
+
+def _fdd_figure(fig, ax, figures: Path, stem: str, base: Path) -> list[str]:
+    """Save the FDD-against-kimg figure; its lines for the report."""
     ax.set_xlabel("kimg")
     ax.set_ylabel("FDD")
     ax.set_yscale("log")
@@ -151,12 +184,4 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         ax.legend(fontsize=5, ncol=2)
     fig.tight_layout()
     save_figure_atomically(fig, figures / f"{stem}_fdd.png")
-    plt.close(fig)
-    lines += ["", "Wall time is of the whole training process on the study machine (the workers share its CPU); "
-              "s / kimg is over the kimg its recorded segments trained (a segment killed before it could record its "
-              "time is left out, and the row says so).", "",
-              f"![FDD against kimg]({(figures / f'{stem}_fdd.png').relative_to(base)})", "",
-              "Samples (one row per member, the same latents in every row):", ""]
-    for name in cfg.used_generators():
-        lines += [f"- {name}: ![{name}]({(figures / f'{stem}_samples_{name}.png').relative_to(base)})"]
-    return lines + [""]
+    return [f"![FDD against kimg]({(figures / f'{stem}_fdd.png').relative_to(base)})", ""]

@@ -1,0 +1,162 @@
+"""`python -m rtil study --generator FILE --data DIR --out OUT` (rtil/study/own_generator.py): from a pretrained
+generator and an image folder to the paired report, resumable from the study config it writes; and one-line
+errors for bad generator files, folders and options, before anything is written."""
+
+import csv
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtil.cli import main as rtil_main
+from rtil.data.digits import save_digits_images
+from rtil.study.own_generator import MARK
+
+GENERATOR = Path(__file__).resolve().parent / "data" / "stylegan2_digits_5kimg.pt"  # StyleGAN2, 32 px, gray
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and err.splitlines()[-1] == lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    """The 297 test digits as 32-px gray PNGs: the image folder of the generator."""
+    folder = tmp_path_factory.mktemp("own") / "digits"
+    save_digits_images(folder, "test", 32)
+    return folder
+
+
+def test_one_command_from_a_generator_and_a_folder_to_the_report_and_a_resume_does_nothing(digits, tmp_path,
+                                                                                          capsys):
+    out = tmp_path / "out"
+    assert rtil_main(["study", "--generator", str(GENERATOR), "--data", str(digits), "--out", str(out),
+                      "--quick"]) == 0
+    printed = capsys.readouterr().out
+    assert "held out 32 validation images" in printed and "training keeps 165" in printed
+    study = yaml.safe_load((out / "study.yaml").read_text())
+    assert (out / "study.yaml").read_text().startswith(MARK)
+    assert study["train_kimg"] == 0.032 and study["quick"] == {} and study["fdd_samples"] == 0
+    assert study["generators"]["rtil_seed0"]["init_from"] == {"file": str(GENERATOR)}
+    assert study["methods"]["ilo"]["cut_points"] == [0, 1, 2, 3]  # cut 0 and the RTIL family's cut points
+    training = yaml.safe_load((out / "training.yaml").read_text())
+    assert training["data"]["exclude"] == str(out / "held_out.txt")
+    assert training["model"]["init_args"]["rtil"]["cut_points"] == [1, 2, 3]
+    with open(out / "results_per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["generator"] for r in rows} == {"vanilla_seed0", "rtil_seed0"}
+    assert {(r["method"], r["task"]) for r in rows} == {(m, t) for m in ("ilo", "csgm") for t in ("cs", "inpaint",
+                                                                                                    "sr")}
+    held_out = set((out / "held_out.txt").read_text().split())
+    test_names = {r["image"].split("__", 1)[1] for r in rows}
+    assert test_names <= held_out  # every test image was left out of training
+    report = (out / "results.md").read_text()
+    assert "## stylegan2_digits_5kimg.pt continued 0.032 kimg, as vanilla vs as RTIL" in report
+    assert "FID, KID: unavailable: " in report and "FDD per member" not in report and "Fréchet digits distance " \
+        "of" not in report
+    # the written config resumes and finds everything done
+    assert rtil_main(["study", "--config", str(out / "study.yaml"), "--quick"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("train", "export", "tune", "evaluate"):
+        assert f"[{stage}] 0 to do" in printed
+    # so does the command itself with the same options; other options for this OUT are refused
+    assert rtil_main(["study", "--generator", str(GENERATOR), "--data", str(digits), "--out", str(out),
+                      "--quick"]) == 0
+    assert "[evaluate] 0 to do" in capsys.readouterr().out
+    assert rtil_main(["study", "--generator", str(GENERATOR), "--data", str(digits), "--out", str(out), "--quick",
+                      "--seeds", "0,1"]) == 2
+    assert "was written with other options (comparisons differs)" in one_line_error(capsys)
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing generator", "--generator {tmp}/none.pt: no such file"),
+    ("foreign generator", "not a generator or checkpoint file rtil reads"),
+    ("malicious generator", "nothing in it was run"),
+    ("malicious torch file", "needs arbitrary code to unpickle"),
+    ("missing folder", "image folder {tmp}/nowhere does not exist"),
+    ("out in the folder", "overlap; the held-out images written to --out would be read as training images"),
+    ("out of the user", "holds files this command did not write"),
+    ("bad task", "--tasks: task: unknown task 'deblur'"),
+    ("bad set key", "set: 'model.init_args.learning_rate' is not a setting of the training config"),
+    ("config too", "--generator writes and runs its own study config: leave out --config"),
+    ("no data", "--generator needs --data"),
+    ("own options without a generator", "; --data is an option of the second form"),
+])
+def test_bad_inputs_are_one_line_errors_before_anything_is_written(digits, tmp_path, capsys, case, message):
+    marker = tmp_path / "MARKER"
+    out = tmp_path / "out"
+    generator, data, extra = str(GENERATOR), str(digits), []
+    if case == "missing generator":
+        generator = str(tmp_path / "none.pt")
+    elif case == "foreign generator":
+        generator = str(tmp_path / "notes.txt")
+        Path(generator).write_text("not a generator\n")
+    elif case == "malicious generator":
+        generator = str(tmp_path / "evil.pkl")
+        Path(generator).write_bytes(pickle.dumps({"g_ema": Payload(marker)}))
+    elif case == "malicious torch file":
+        import torch
+
+        generator = str(tmp_path / "evil.pt")
+        torch.save({"g_ema": {"w": torch.zeros(1)}, "payload": Payload(marker)}, generator)
+    elif case == "missing folder":
+        data = str(tmp_path / "nowhere")
+    elif case == "out in the folder":
+        out = digits / "study"
+    elif case == "out of the user":
+        out.mkdir()
+        (out / "mine.txt").write_text("keep me")
+    elif case == "bad task":
+        extra = ["--tasks", "cs:0.25,deblur:2"]
+    elif case == "bad set key":
+        extra = ["--set", "model.init_args.learning_rate=0.1"]
+    elif case == "config too":
+        extra = ["--config", str(tmp_path / "study.yaml")]
+    args = ["study", "--generator", generator, "--data", data, "--out", str(out), "--quick", *extra]
+    if case == "no data":
+        args = ["study", "--generator", generator, "--out", str(out)]
+    if case == "own options without a generator":
+        args = ["study", "--config", str(tmp_path / "study.yaml"), "--data", data]
+    assert rtil_main(args) == 2
+    assert message.format(tmp=tmp_path) in one_line_error(capsys)
+    assert not marker.exists(), "the planted pickle ran"
+    if case == "out of the user":
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    elif case != "out in the folder":
+        assert not out.exists()
+    assert not (digits / "study").exists()
+
+
+def test_a_study_of_folder_data_gets_no_digits_distance(digits, tmp_path):
+    """FDD compares samples with the built-in digits: a study whose generators train on an image folder (even one of
+    digits) computes none by default and refuses fdd_samples > 0."""
+    from rtil.errors import RtilError
+    from rtil.study.config_reading import read_study_config
+    from rtil.study.own_generator import OwnStudy, write_own_study
+
+    path = write_own_study(OwnStudy(generator=str(GENERATOR), data=str(digits), out=str(tmp_path / "out"),
+                                    validation_images=4, test_images=4))
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["quick"]["out"] == str(tmp_path / "out" / "quick" / "work")  # the full config's quick run
+    del cfg["fdd_samples"]
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert read_study_config(path).fdd_samples == 0
+    cfg["fdd_samples"] = 32
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(RtilError, match="fdd_samples 32: the Fréchet digits distance compares samples with the "
+                                        "built-in digits, but generator 'vanilla_seed0' trains on other data"):
+        read_study_config(path)
