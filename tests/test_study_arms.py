@@ -203,10 +203,33 @@ def test_the_long_study_runs_end_to_end_with_quick(tmp_path):
     assert ran["train"] == 14 and ran["evaluate"] > 0
     report = (tmp_path / "report" / "results.md").read_text()
     for heading in ("## Training length: StyleGAN2, vanilla vs RTIL", "## Training length: PGGAN, vanilla vs RTIL",
-                    "### Same start: both arms continued", "### Equal sample quality: quality-matched pairs"):
+                    "### Same start: both arms continued", "### Equal sample quality: quality-matched pairs",
+                    "## The solver's budget", "### The solver's budget: a higher ceiling, or the same ceiling sooner?",
+                    "Tuning search of ilo", "Tuning search of csgm", "Tuning search of mganprior"):
         assert heading in report, heading
+    assert "generators lose" in report and "with their pair partner's chosen settings" in report
     assert "the 0.096-kimg point continues each arm's own checkpoint at 0.064 kimg" in report
     with open(tmp_path / "report" / "results_per_image.csv") as f:
         comparisons = {r["comparison"] for r in csv.DictReader(f)}
     assert {"stylegan2_length_160kimg", "stylegan2_same_start", "stylegan2_length_quality_matched",
             "pggan_length_quality_matched"} <= comparisons
+
+
+def test_the_pggan_study_runs_end_to_end_with_quick(tmp_path):
+    """`python -m rtil study --config configs/study/pggan_long.yaml --quick` (issue 31): the PGGAN same-start arm and
+    the factor pilots train, are tuned by the mGANprior search, evaluated and reported."""
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "configs", tmp_path / "configs")
+    path = tmp_path / "configs" / "study" / "pggan_long.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["quick"].update(jobs=1, out=str(tmp_path / "out"), report=str(tmp_path / "report" / "results.md"))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    ran = run_study(path, quick=True)["ran"]
+    assert ran["train"] == 10 and ran["tune"] > 0 and ran["evaluate"] > 0
+    report = (tmp_path / "report" / "results.md").read_text()
+    for heading in ("### Same start: both arms continued", "PGGAN pilot, vanilla vs RTIL with the paper's member "
+                    "weighting", "PGGAN pilot with the channel table x2", "Tuning search of mganprior"):
+        assert heading in report, heading
+    with open(tmp_path / "report" / "results_per_image.csv") as f:
+        comparisons = {r["comparison"] for r in csv.DictReader(f)}
+    assert {"pggan_same_start_0.064kimg", "pggan_factor_cut1_0.064kimg"} <= comparisons

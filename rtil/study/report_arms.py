@@ -225,7 +225,8 @@ def same_start_answers(cfg: StudyConfig, everything: dict) -> list[str]:
     """Per comparison of continued pairs: where they start and what the difference is in each cell."""
     out = []
     for name, c in cfg.comparisons.items():
-        starts = [cfg.generators[g].init_from for g in c.generators]
+        trained = [cfg.generators[g].source or g for g in c.generators]  # a snapshot: the generator it is taken from
+        starts = [cfg.generators[g].init_from for g in trained]
         if not all(starts) or c.continued_from is not None:
             continue
         where = ", ".join(sorted({f"{Path(s['file']).name} (SHA-256 {s['sha256'][:12]}...)" if "file" in s
