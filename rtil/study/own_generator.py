@@ -285,7 +285,7 @@ def write_own_study(options: OwnStudy) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     split = split_image_folder(options.data, out, data["resolution"], data["channels"], options.validation_images,
                                options.test_images, min_train=data["batch_size"], test_folder=options.test)
-    print(split_summary(split), flush=True)
+    print("\n".join(["training config:", *notes, split_summary(split)]), flush=True)
     config["data"]["exclude"] = str(out / "held_out.txt")
     training = out / "training.yaml"
     header = "".join(f"# {line}\n" for line in [MARK.removeprefix("# "), *notes,

@@ -99,6 +99,9 @@ def training_config_from_file(path: str | Path, data_path: str | Path, total_kim
                        "num_workers": 0 if resolution <= 64 else 4, "flip": False},
               "checkpoint": {"every_kimg": total_kimg / 2, "save_top_k": -1},
               "samples": {"every_kimg": total_kimg}}
+    notes.append("discriminator: the file's" if src.d is not None else
+                 f"discriminator: none in the file ({src.d_note}): training starts it from scratch, so the first "
+                 f"steps of a continuation train the generator against an untrained discriminator")
     notes.append(f"data: the folder {data_path}, batch {batch} per device"
                  + (" (the file's recorded batch)" if data_record.get("batch_size_per_device") else ""))
     return config, notes
