@@ -98,6 +98,10 @@ def test_both_arms_train_from_the_file_and_a_changed_file_is_refused_like_a_chan
     shutil.copyfile(DATA / "nvlabs" / "tiny-16px.pkl", own)  # the same architecture, other weights
     with pytest.raises(RtilError, match="'vanilla' in .* was trained with other settings"):
         stage_items(read_study_config(config), "train")
+    # an interrupted run (no done.json yet) started from the earlier file is not resumed from the new one
+    (tmp_path / "out" / "train" / "vanilla" / "done.json").unlink()
+    with pytest.raises(RtilError, match="'vanilla': its interrupted run .* started from another file"):
+        train_arguments(read_study_config(config), "vanilla")
 
 
 @pytest.mark.parametrize("case, message", [

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rtil.checkpoints import load_generator
 from rtil.cli import main as rtil_main
 from rtil.data.digits import save_digits_images
 from rtil.study.own_generator import MARK
@@ -56,6 +57,9 @@ def test_one_command_from_a_generator_and_a_folder_to_the_report_and_a_resume_do
     held_out = set((out / "held_out.txt").read_text().split())
     test_names = {r["image"].split("__", 1)[1] for r in rows}
     assert test_names <= held_out  # every test image was left out of training
+    for name in ("vanilla_seed0", "rtil_seed0"):  # and training read the folder without them
+        data = load_generator(out / "work" / "generators" / f"{name}.pt").provenance["data"]
+        assert (data["path"], data["exclude"], data["excluded"]) == (str(digits), str(out / "held_out.txt"), 132)
     report = (out / "results.md").read_text()
     assert "## stylegan2_digits_5kimg.pt continued 0.032 kimg, as vanilla vs as RTIL" in report
     assert "FID, KID: unavailable: " in report and "FDD per member" not in report and "Fréchet digits distance " \

@@ -69,11 +69,25 @@ def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
         args += ["--checkpoint.every_kimg", str(cfg.train_kimg / 2), "--samples.every_kimg", str(cfg.train_kimg)]
     for key, value in g.set.items():
         args += [f"--{key}", yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()]
-    if (out / "train" / name / "checkpoints" / "last.ckpt").is_file():
-        args += ["--ckpt_path", str(out / "train" / name / "checkpoints" / "last.ckpt")]
+    last = out / "train" / name / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        if g.init_from is not None and "file" in g.init_from:
+            check_resumed_start(last, g.init_from, name)
+        args += ["--ckpt_path", str(last)]
     elif g.init_from is not None:
         args += ["--init_from", init_from_path(cfg, name)]
     return args
+
+
+def check_resumed_start(last: Path, init_from: dict, name: str) -> None:
+    """An interrupted run of a generator that starts from a file resumes only if it started from that file (its
+    checkpoint records the file's SHA-256): a run started from an earlier version of the file is refused."""
+    from rtil.checkpoints import safe_torch_load
+
+    record = (safe_torch_load(last, "Lightning checkpoint", mmap=True).get("hyper_parameters") or {}).get("init_from")
+    if not isinstance(record, dict) or record.get("sha256") != init_from["sha256"]:
+        raise RtilError(f"generator {name!r}: its interrupted run {last.parent.parent} started from another file than "
+                        f"{init_from['file']} is now; delete that folder to train it again")
 
 
 def init_from_path(cfg: StudyConfig, name: str) -> str:
