@@ -41,7 +41,8 @@ def test_images_and_figures_are_written_atomically(tmp_path):
 
     png = tmp_path / "grid.png"
     save_image_atomically(torch.rand(4, 3, 8, 8), png, nrow=2)
-    assert Image.open(png).size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)  # padding 2 around and between the tiles
+    with Image.open(png) as grid:
+        assert grid.size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)  # padding 2 around and between the tiles
     before = png.read_bytes()
     with pytest.raises(TypeError):  # fails inside the write
         save_image_atomically(torch.rand(4, 3, 8, 8), png, nrow=2, not_an_option=1)

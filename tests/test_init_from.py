@@ -22,8 +22,6 @@ from rtil.training import PGGANModule, StyleGAN2Module
 from rtil.training.cli import main
 from rtil.training.init_from import apply_init_source, read_init_source
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-
 ROOT = Path(__file__).resolve().parent.parent
 NVLABS = ROOT / "tests" / "data" / "nvlabs"
 CONFIG = str(ROOT / "configs" / "stylegan2_digits.yaml")

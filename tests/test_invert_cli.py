@@ -50,8 +50,8 @@ def test_end_to_end_on_test_digits(files, tmp_path):
     out = tmp_path / "run"
     assert run(solve_args(files, out)) == 0
     assert sorted(p.name for p in (out / "reconstructions").iterdir()) == ["00000.png", "00001.png", "00002.png"]
-    grid = Image.open(out / "grid.png")
-    assert grid.size[0] > grid.size[1] / 3  # three columns: truth | measurement | reconstruction
+    with Image.open(out / "grid.png") as grid:
+        assert grid.size[0] > grid.size[1] / 3  # three columns: truth | measurement | reconstruction
 
     saved = torch.load(out / "measurements.pt", weights_only=True)
     assert saved["measurements"].shape == (3, round(0.25 * 16 * 16))

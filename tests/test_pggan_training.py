@@ -18,15 +18,18 @@ from rtil.training.callbacks import KimgCheckpoint
 from rtil.training.cli import RtilCLI
 from rtil.training.pggan_module import lod_phase, lod_schedule
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*(eval mode|does not have many workers|LeafSpec|GPU available|exists and is not empty).*")
-
 BATCH = 4
 KIMG_PER_ITERATION = BATCH / 1000
 # 8x8 (lod 1 = 4x4, lod 0 = 8x8): 2 iterations at 4x4, 2 fading 8x8 in, then 8x8.
 TINY = dict(resolution=8, img_channels=1, z_dim=8, channel_base=64, channel_max=8, mbstd_group_size=2,
-            rtil_cut_point=2, lod_training_kimg=2 * KIMG_PER_ITERATION, lod_transition_kimg=2 * KIMG_PER_ITERATION)
+            lod_training_kimg=2 * KIMG_PER_ITERATION, lod_transition_kimg=2 * KIMG_PER_ITERATION)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def dirichlet(*codes_per_member, cut_point=2):
+    """The `rtil` setting of a PGGANModule trained with the Dirichlet RTIL family (members of `codes_per_member`
+    codes, fused at `cut_point`)."""
+    return {"kind": "dirichlet", "codes_per_member": list(codes_per_member), "cut_point": cut_point}
 
 
 def fit(tmp_path, iterations, ckpt_path=None, callbacks=(), **kw):
@@ -50,16 +53,16 @@ class Record(pl.Callback):
 
 
 @pytest.mark.parametrize("settings", [
-    dict(rtil_codes_per_member=None),
-    dict(rtil_codes_per_member=[2, 3]),
-    dict(rtil_codes_per_member=[2, 3], member_sampling="one"),
+    dict(rtil=None),
+    dict(rtil=dirichlet(2, 3)),
+    dict(rtil=dirichlet(2, 3), member_sampling="one"),
 ])
 def test_training_steps_run_for_every_rtil_setting(tmp_path, settings):
     module, _ = fit(tmp_path, 5, **settings)  # 4x4, fade-in, 8x8
     assert int(module.iteration) == 5 and int(module.nimg) == 5 * BATCH
-    assert module.num_members == 1 + len(settings["rtil_codes_per_member"] or [])
+    assert module.num_members == 1 + len((settings["rtil"] or {}).get("codes_per_member", []))
     assert float(module.G.lod) == float(module.D.lod) == float(module.G_ema.lod) == 0.0
-    assert (module.family is None) == (settings["rtil_codes_per_member"] is None)
+    assert (module.family is None) == (settings["rtil"] is None)
 
 
 def test_lod_schedule_phases_and_fades():
@@ -83,7 +86,7 @@ def test_lod_schedule_phases_and_fades():
 
 def test_adam_is_reset_whenever_floor_or_ceil_of_lod_changes(tmp_path):
     record = Record()
-    fit(tmp_path, 6, callbacks=[record], rtil_codes_per_member=[2])
+    fit(tmp_path, 6, callbacks=[record], rtil=dirichlet(2))
     # lods 1, 1 (4x4), 0.5 (fade; reset), 0 (8x8; reset), 0 ... ; Adam counts steps since the last reset
     assert record.rows == [(1.0, 1, 2), (1.0, 2, 2), (1.0, 3, 2), (0.5, 1, 1), (0.0, 1, 0), (0.0, 2, 0)]
     record = Record()
@@ -92,7 +95,7 @@ def test_adam_is_reset_whenever_floor_or_ceil_of_lod_changes(tmp_path):
 
 
 def test_progressive_false_trains_at_full_resolution(tmp_path):
-    module, _ = fit(tmp_path, 2, progressive=False, rtil_codes_per_member=[2])
+    module, _ = fit(tmp_path, 2, progressive=False, rtil=dirichlet(2))
     assert float(module.G.lod) == 0 and int(module.optimizer_lod_phase) == 0
 
 
@@ -101,7 +104,7 @@ def _state(module, trainer):
 
 
 def test_resume_across_an_optimizer_reset_is_exact(tmp_path):
-    kw = dict(rtil_codes_per_member=[2, 3])
+    kw = dict(rtil=dirichlet(2, 3))
     straight, t_straight = fit(tmp_path / "a", 6, **kw)
     ckpt_dir = tmp_path / "b" / "ckpt"
     fit(tmp_path / "b", 4, callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)], **kw)  # mid-fade
@@ -133,7 +136,7 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
                     module.D.epilogue.out.weight.fill_(float("nan"))
 
     with pytest.raises(RtilError, match="became nan"):
-        fit(tmp_path, 3, callbacks=[Poison()], rtil_codes_per_member=[2])
+        fit(tmp_path, 3, callbacks=[Poison()], rtil=dirichlet(2))
 
 
 def test_ema_is_updated_after_every_generator_step(tmp_path):
@@ -149,7 +152,7 @@ def test_ema_is_updated_after_every_generator_step(tmp_path):
 
 @pytest.mark.parametrize("lod", [2.0, 1.5, 1.0, 0.5, 0.0])
 def test_fused_members_make_full_size_images_at_every_lod(lod):
-    module = PGGANModule(**{**TINY, "resolution": 16, "rtil_codes_per_member": [3, 4], "rtil_cut_point": 3})
+    module = PGGANModule(**{**TINY, "resolution": 16}, rtil=dirichlet(3, 4, cut_point=3))
     module.set_lod(lod)
     reals = module.G.images_at_lod(torch.rand(BATCH, 1, 16, 16) * 2 - 1)
     gen = torch.Generator().manual_seed(0)
@@ -162,7 +165,6 @@ def test_fused_members_make_full_size_images_at_every_lod(lod):
             assert module.D(fake).shape == (BATCH, 1)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*args parameter is intended")
 def test_configs_instantiate(tmp_path):
     from PIL import Image
 
@@ -187,17 +189,24 @@ def test_configs_instantiate(tmp_path):
 
 
 def test_the_nested_rtil_setting_trains_and_the_flat_keys_are_translated_with_a_warning(tmp_path):
+    """The one test that gives a module the deprecated flat keys of the Dirichlet family (rtil_codes_per_member,
+    rtil_cut_point) and asserts their DeprecationWarning; every other test gives the nested `rtil` setting
+    (StyleGAN2's flat keys: tests/test_training.py)."""
     nested = {"kind": "dirichlet", "codes_per_member": [2, 3], "cut_point": 2}
     module, _ = fit(tmp_path, 2, rtil=nested)
     assert int(module.iteration) == 2 and module.num_members == 3
     assert module.hparams["rtil"] == module.family.to_config() == nested
     expected = r"`rtil: \{kind: dirichlet, codes_per_member: \[2, 3\], cut_point: 2\}`"
     with pytest.warns(DeprecationWarning, match=r"rtil_codes_per_member, rtil_cut_point: deprecated.*" + expected):
-        flat = PGGANModule(**{**TINY, "rtil_codes_per_member": [2, 3]})
+        flat = PGGANModule(**TINY, rtil_codes_per_member=[2, 3], rtil_cut_point=2)
     assert flat.hparams["rtil"] == nested and "rtil_cut_point" not in flat.hparams
-    assert PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil=None).family is None
+    # A flat key overrides the matching key of the nested setting; a cut point without members is vanilla, as before.
+    with pytest.warns(DeprecationWarning, match="rtil_codes_per_member: deprecated"):
+        assert PGGANModule(**TINY, rtil=nested, rtil_codes_per_member=[4]).hparams["rtil"] == dirichlet(4)
+    with pytest.warns(DeprecationWarning, match="rtil_cut_point: deprecated.*`rtil: null`"):
+        assert PGGANModule(**TINY, rtil_cut_point=2).family is None
+    assert PGGANModule(**TINY, rtil=None).family is None
     with pytest.raises(RtilError, match="rtil.kind must be 'dirichlet'"):
-        PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil={"kind": "gaussian", "cut_points": [1]})
+        PGGANModule(**TINY, rtil={"kind": "gaussian", "cut_points": [1]})
     with pytest.raises(RtilError, match="fusion cut point 9 does not exist"):
-        PGGANModule(**{**TINY, "rtil_cut_point": None}, rtil={"kind": "dirichlet", "codes_per_member": [2],
-                                                              "cut_point": 9})
+        PGGANModule(**TINY, rtil={"kind": "dirichlet", "codes_per_member": [2], "cut_point": 9})

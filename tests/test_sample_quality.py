@@ -3,6 +3,7 @@ downloaded here), the offline path, and `python -m rtil fid`."""
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -75,9 +76,10 @@ def test_training_logs_the_digits_distance_of_every_member(tmp_path, monkeypatch
     from rtil.training.cli import main
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    cli = main(["fit", "--config", CONFIG, *TINY, "--model.init_args.total_kimg", "0.016",
-                "--quality.every_kimg", "0.008", "--quality.num_samples", "50", "--quality.fid", "true",
-                "--quality.offline", "true", "--trainer.default_root_dir", str(tmp_path)])
+    with pytest.warns(UserWarning, match=r"FID/KID during training: unavailable \(the FID Inception weights are not "):
+        cli = main(["fit", "--config", CONFIG, *TINY, "--model.init_args.total_kimg", "0.016",
+                    "--quality.every_kimg", "0.008", "--quality.num_samples", "50", "--quality.fid", "true",
+                    "--quality.offline", "true", "--trainer.default_root_dir", str(tmp_path)])
     metrics = (tmp_path / "stylegan2_digits" / "version_0" / "metrics.csv").read_text()
     for member in range(cli.model.num_members):
         assert f"quality/fdd_g{member}" in metrics

@@ -58,8 +58,8 @@ def test_training_cli_stops_on_sigterm_while_a_pipe_shard_command_hangs(tmp_path
     command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(ROOT / "configs/stylegan2_digits.yaml"),
                "--data.dataset", "shards", "--data.path", f"pipe:touch {marker}; exec sleep 300",
                "--data.resolution", "8", "--data.batch_size", "4", "--model.init_args.channel_max", "8",
-               "--model.init_args.mbstd_group_size", "2", "--model.init_args.rtil_cut_points", "[1, 2]",
-               "--wandb", "disabled",
+               "--model.init_args.mbstd_group_size", "2",
+               "--model.init_args.rtil", "{kind: gaussian, cut_points: [1, 2]}", "--wandb", "disabled",
                "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.enable_progress_bar", "false"]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: the orphaned shard command would hold a pipe open
     with open(log, "w") as stderr:

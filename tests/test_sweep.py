@@ -19,6 +19,12 @@ from rtil.inverse.run import make_solver
 from rtil.inverse.sweep import cell_list, read_sweep_config, run_sweep
 
 
+def read_rows(path):
+    """The rows of a CSV table as dicts (the file closed again)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture
 def sweep_config(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no LPIPS weights: reported unavailable
@@ -36,7 +42,7 @@ def sweep_config(tmp_path, monkeypatch):
 
 def test_sweep_writes_tables_curves_and_grids(sweep_config, tmp_path):
     out = run_sweep(sweep_config, progress=False)
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    rows = read_rows(out / "results.csv")
     assert len(rows) == 2 * 2 * 3  # models x ratios x images
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["summary"]) == 4
@@ -66,7 +72,7 @@ def test_sharded_sweep_merges_without_duplicates(sweep_config, tmp_path):
     done_by_rank1 = sorted(p.stem for p in (tmp_path / "sweep" / "cells").glob("*.json"))
     assert done_by_rank1 == sorted(ids[1::2])
     run_sweep(sweep_config, rank=0, world_size=2, progress=False)  # rank 0 merges everything
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    rows = read_rows(tmp_path / "sweep" / "results.csv")
     keys = [(r["model"], r["method"], r["task"], r["param"], r["image"]) for r in rows]
     assert len(keys) == len(set(keys)) == len(ids) * 3
 
@@ -94,7 +100,7 @@ def test_torchrun_sweep_shards_cells_and_merges_after_the_barrier(sweep_config, 
     assert result.returncode == 0, result.stderr[-3000:]
     ids = [c["id"] for c in cell_list(read_sweep_config(sweep_config))]
     assert sorted(p.stem for p in (tmp_path / "sweep" / "cells").glob("*.json")) == sorted(ids)
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    rows = read_rows(tmp_path / "sweep" / "results.csv")
     keys = [(r["model"], r["method"], r["task"], r["param"], r["image"]) for r in rows]
     assert len(keys) == len(set(keys)) == len(ids) * 3
 
@@ -113,8 +119,7 @@ def test_a_rerun_with_other_settings_into_the_same_folder_is_refused_and_a_new_f
     the first sweep's results untouched; into a new folder they compute new cells, not the stale ones."""
     run_sweep(sweep_config, progress=False)
     summary = (tmp_path / "sweep" / "summary.csv").read_bytes()
-    first = {r["image"] + r["param"] + r["model"]: r["psnr"] for r in csv.DictReader(open(tmp_path / "sweep" /
-                                                                                            "results.csv"))}
+    first = {r["image"] + r["param"] + r["model"]: r["psnr"] for r in read_rows(tmp_path / "sweep" / "results.csv")}
     cfg = yaml.safe_load(sweep_config.read_text())
     cfg["seed"] = 1  # other operators and starts
     sweep_config.write_text(yaml.safe_dump(cfg))
@@ -122,7 +127,7 @@ def test_a_rerun_with_other_settings_into_the_same_folder_is_refused_and_a_new_f
         run_sweep(sweep_config, progress=False)
     assert (tmp_path / "sweep" / "summary.csv").read_bytes() == summary
     run_sweep(sweep_config, out=tmp_path / "sweep_seed1", progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "sweep_seed1" / "results.csv")))
+    rows = read_rows(tmp_path / "sweep_seed1" / "results.csv")
     assert len(rows) == 12 and all(first[r["image"] + r["param"] + r["model"]] != r["psnr"] for r in rows)
 
 

@@ -8,8 +8,6 @@ import torch
 import rtil
 from rtil.training.cli import RtilCLI, build_cli, main
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-
 TINY = ["--data.resolution", "8", "--data.batch_size", "4", "--model.init_args.z_dim", "8",
         "--model.init_args.w_dim", "8", "--model.init_args.channel_base", "64", "--model.init_args.channel_max", "8",
         "--model.init_args.mbstd_group_size", "2",
@@ -60,7 +58,6 @@ def malicious(tmp_path_factory):
 @pytest.mark.parametrize("args, message", [
     (["--data.resolution", "33"], "power of two"),
     (["--data.channels", "2"], "channels"),
-    (["--model.init_args.rtil_cut_points", "[9]"], "cut"),
     (["--model.init_args.rtil", "{kind: gaussian, cut_points: [9]}"], "cut point 9 does not exist"),
     (["--model.init_args.rtil", "{kind: dirichlet, codes_per_member: [2]}"], "rtil.kind must be 'gaussian'"),
     (["--model.init_args.rtil", "{kind: bogus}"], "rtil.kind must be"),
@@ -164,21 +161,6 @@ def test_progress_bar_counts_kimg_with_seconds_per_kimg(tmp_path, capsys):
           "--model.init_args.total_kimg", "0.012"])
     err = capsys.readouterr().err
     assert "/0.012 kimg" in err and "s/kimg" in err and "Epoch 0" not in err
-
-
-def test_the_deprecated_flat_rtil_keys_still_train_with_a_warning_naming_the_nested_key(tmp_path):
-    common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path),
-              "--model.init_args.total_kimg", "0.004"]
-    with pytest.warns(DeprecationWarning, match=r"rtil_cut_points.*--model.init_args.rtil '\{kind: gaussian, "
-                                                r"cut_points: \[1\], sigma: 0.5\}'"):
-        cli = main([*common, "--model.init_args.rtil_cut_points", "[1]", "--model.init_args.rtil_sigma", "0.5"])
-    assert cli.model.hparams["rtil"] == {"kind": "gaussian", "cut_points": [1], "sigma": 0.5}
-    assert "rtil_cut_points" not in cli.model.hparams
-    G = rtil.load_generator(Path(cli.trainer.log_dir) / "generator.pt")
-    assert G.rtil == {"kind": "gaussian", "cut_points": [1], "sigma": 0.5}
-    with pytest.warns(DeprecationWarning, match="rtil: null"):
-        vanilla = main([*common, "--model.init_args.rtil_cut_points", "[]"])
-    assert vanilla.model.family is None and Path(vanilla.trainer.log_dir).parent.name == "stylegan2_digits_vanilla"
 
 
 def test_the_nested_rtil_setting_trains_a_pggan(tmp_path):
@@ -293,18 +275,29 @@ def test_the_data_seed_may_differ_from_the_model_seed(tmp_path):
     assert "\ndata_seed: 3\n" in logged and "\nseed: 5\n" in logged
 
 
+@pytest.mark.filterwarnings("default:a warning about rtil:UserWarning")  # shown, as a user would see it
 def test_a_warning_of_a_setting_that_is_an_error_does_not_come_before_the_error_line(tmp_path, capsys, monkeypatch):
     import sys
     import warnings
+
+    from rtil.training import stylegan2_module
 
     def to_stderr(message, category, filename, lineno, file=None, line=None):  # as without pytest's capture
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
     monkeypatch.setattr(warnings, "showwarning", to_stderr)
+    real_rtil_config = stylegan2_module.rtil_config
+
+    def rtil_config_with_a_warning(rtil, *args, **kwargs):  # a warning about the setting, then its check
+        warnings.warn(f"a warning about rtil {rtil}", UserWarning, stacklevel=2)
+        return real_rtil_config(rtil, *args, **kwargs)
+
+    monkeypatch.setattr(stylegan2_module, "rtil_config", rtil_config_with_a_warning)
     common = ["fit", "--config", CONFIG, *TINY, "--trainer.default_root_dir", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_info:
-        main([*common, "--model.init_args.rtil_cut_points", "[9]"])
+        main([*common, "--model.init_args.rtil", "{kind: gaussian, cut_points: [9]}"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: RTIL cut point 9") and err.count("\n") == 1
-    main([*common, "--model.init_args.total_kimg", "0.004", "--model.init_args.rtil_cut_points", "[1]"])
-    assert "rtil_cut_points: deprecated" in capsys.readouterr().err  # shown when it trains
+    main([*common, "--model.init_args.total_kimg", "0.004", "--model.init_args.rtil", "{kind: gaussian, "
+                                                                                       "cut_points: [1]}"])
+    assert "a warning about rtil {'kind': 'gaussian', 'cut_points': [1]}" in capsys.readouterr().err  # shown

@@ -18,8 +18,6 @@ from test_train_cli import CONFIG, PGGAN_TINY, TINY
 from rtil.training.base import GanModule
 from rtil.training.cli import RtilCLI, build_cli, main, model_class
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-
 # The model classes' configs, with the tiny settings of tests/test_train_cli.py; a bad value that got through
 # would train one iteration at most.
 GUARD = ["--model.init_args.total_kimg", "0.004", "--trainer.max_steps", "2"]

@@ -1,6 +1,8 @@
 """StyleGAN2 family training: one step per RTIL setting, exact resume, NaN guard, export."""
 
 import hashlib
+import re
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -14,11 +16,14 @@ from rtil.errors import RtilError
 from rtil.training import StyleGAN2Module
 from rtil.training.callbacks import KimgCheckpoint
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*(eval mode|does not have many workers|LeafSpec|GPU available).*")
-
 TINY = dict(resolution=8, img_channels=1, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8,
             mbstd_group_size=2, r1_interval=2, pl_interval=2, ema_kimg=0.01)
 BATCH = 4
+
+
+def gaussian(*cut_points, sigma=1.0):
+    """The `rtil` setting of a StyleGAN2Module trained with the Gaussian RTIL family at `cut_points`."""
+    return {"kind": "gaussian", "cut_points": list(cut_points), "sigma": sigma}
 
 
 def iterations_kimg(n):
@@ -35,15 +40,15 @@ def fit(tmp_path, iterations, ckpt_path=None, callbacks=(), **kw):
 
 
 @pytest.mark.parametrize("settings", [
-    dict(rtil_cut_points=None),
-    dict(rtil_cut_points=[1, 2]),
-    dict(rtil_cut_points=[1, 2], member_sampling="one"),
-    dict(rtil_cut_points=[2], member_weighting="lambda", member_lambda=0.7),
+    dict(rtil=None),
+    dict(rtil=gaussian(1, 2)),
+    dict(rtil=gaussian(1, 2), member_sampling="one"),
+    dict(rtil=gaussian(2), member_weighting="lambda", member_lambda=0.7),
 ])
 def test_training_steps_run_for_every_rtil_setting(tmp_path, settings):
     module, _ = fit(tmp_path, 2, **settings)
     assert int(module.iteration) == 2 and int(module.nimg) == 2 * BATCH
-    assert module.num_members == 1 + len(settings["rtil_cut_points"] or [])
+    assert module.num_members == 1 + len((settings["rtil"] or {}).get("cut_points", []))
     if settings.get("member_sampling") != "one":  # all members trained: every path-length mean moved
         assert torch.all(module.pl_mean > 0)
     # The EMA generator moved away from its initial copy and differs from the raw generator.
@@ -51,11 +56,11 @@ def test_training_steps_run_for_every_rtil_setting(tmp_path, settings):
 
 
 def test_member_weights_match_the_configuration():
-    assert StyleGAN2Module(**TINY, rtil_cut_points=[0, 1, 2]).member_weights == [0.25] * 4
-    lam = StyleGAN2Module(**TINY, rtil_cut_points=[1, 2], member_weighting="lambda", member_lambda=0.6)
+    assert StyleGAN2Module(**TINY, rtil=gaussian(0, 1, 2)).member_weights == [0.25] * 4
+    lam = StyleGAN2Module(**TINY, rtil=gaussian(1, 2), member_weighting="lambda", member_lambda=0.6)
     assert lam.member_weights == pytest.approx([0.6, 0.2, 0.2])
     with pytest.raises(RtilError):
-        StyleGAN2Module(**TINY, rtil_cut_points=[1, 9])
+        StyleGAN2Module(**TINY, rtil=gaussian(1, 9))
     with pytest.raises(RtilError):
         StyleGAN2Module(**TINY, member_sampling="some")
 
@@ -66,12 +71,12 @@ def _state(module, trainer):
 
 
 def test_resume_is_exact(tmp_path):
-    straight, t_straight = fit(tmp_path / "a", 5, rtil_cut_points=[1, 2])
+    straight, t_straight = fit(tmp_path / "a", 5, rtil=gaussian(1, 2))
     ckpt = KimgCheckpoint(dirpath=str(tmp_path / "b" / "ckpt"), every_kimg=1000)
-    fit(tmp_path / "b", 3, rtil_cut_points=[1, 2], callbacks=[ckpt])
+    fit(tmp_path / "b", 3, rtil=gaussian(1, 2), callbacks=[ckpt])
     last = tmp_path / "b" / "ckpt" / "last.ckpt"
     assert last.is_file()
-    resumed, t_resumed = fit(tmp_path / "b", 5, ckpt_path=str(last), rtil_cut_points=[1, 2],
+    resumed, t_resumed = fit(tmp_path / "b", 5, ckpt_path=str(last), rtil=gaussian(1, 2),
                              callbacks=[KimgCheckpoint(dirpath=str(tmp_path / "b" / "ckpt"), every_kimg=1000)])
     (s1, o1), (s2, o2) = _state(straight, t_straight), _state(resumed, t_resumed)
     assert int(resumed.iteration) == 5
@@ -102,7 +107,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
 
 def test_export_from_lightning_checkpoint(tmp_path):
     ckpt_dir = tmp_path / "ckpt"
-    module, _ = fit(tmp_path, 2, rtil_cut_points=[1],
+    module, _ = fit(tmp_path, 2, rtil=gaussian(1),
                     callbacks=[KimgCheckpoint(dirpath=str(ckpt_dir), every_kimg=1000)])
     out = export_lightning_checkpoint(ckpt_dir / "last.ckpt", tmp_path / "g.pt")
     G = rtil.load_generator(out)
@@ -148,8 +153,8 @@ def test_checkpoints_are_atomic_with_the_temp_dir_on_another_filesystem(tmp_path
 
     def dies_half_way(path, weights_only=False):
         real_save(path, weights_only)
-        data = open(path, "rb").read()
-        open(path, "wb").write(data[: len(data) // 2])  # the crash: half a file where the write went
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])  # the crash: half a file where the write went
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "save_checkpoint", dies_half_way)
@@ -173,18 +178,30 @@ def test_a_non_finite_training_state_is_never_written(tmp_path):
 
 
 def test_the_nested_rtil_setting_is_the_generator_files_form_and_the_flat_keys_are_translated_with_a_warning():
+    """The one test that gives a module the deprecated flat keys of the Gaussian family (rtil_cut_points,
+    rtil_sigma) and asserts their DeprecationWarning; every other test gives the nested `rtil` setting (PGGAN's
+    flat keys: tests/test_pggan_training.py; files of earlier releases that record flat keys, read without a
+    warning: tests/test_train_cli.py, tests/test_study.py)."""
     nested = StyleGAN2Module(**TINY, rtil={"kind": "gaussian", "cut_points": [1, 2], "sigma": 0.5})
     assert nested.family.to_config() == nested.hparams["rtil"] == {"kind": "gaussian", "cut_points": [1, 2],
                                                                    "sigma": 0.5}
     assert StyleGAN2Module(**TINY, rtil={"cut_points": [1]}).hparams["rtil"]["kind"] == "gaussian"  # kind implied
-    with pytest.warns(DeprecationWarning, match=r"rtil_cut_points, rtil_sigma: deprecated.*`rtil: \{kind: gaussian"):
+    # The warning names the nested key in both forms: in a config and on train.py's command line.
+    expected = "{kind: gaussian, cut_points: [1, 2], sigma: 0.5}"
+    with pytest.warns(DeprecationWarning, match=re.escape(f"rtil_cut_points, rtil_sigma: deprecated, to be removed "
+                                                          f"in the next release; use the nested key `rtil: {expected}` "
+                                                          f"instead (on the command line: --model.init_args.rtil "
+                                                          f"'{expected}')")) as caught:
         flat = StyleGAN2Module(**TINY, rtil_cut_points=[1, 2], rtil_sigma=0.5)
+    assert caught[0].filename == __file__  # it points at the line that gave the flat keys
     assert flat.hparams["rtil"] == nested.hparams["rtil"] and "rtil_cut_points" not in flat.hparams
     # A flat key overrides the matching key of the nested setting (a config in the new form, an old command line).
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="rtil_cut_points: deprecated"):
         both = StyleGAN2Module(**TINY, rtil={"kind": "gaussian", "cut_points": [1, 2], "sigma": 0.5},
                                rtil_cut_points=[2])
     assert both.hparams["rtil"] == {"kind": "gaussian", "cut_points": [2], "sigma": 0.5}
+    with pytest.warns(DeprecationWarning, match="`rtil: null`"):  # no cut points: vanilla, as before
+        assert StyleGAN2Module(**TINY, rtil_cut_points=[]).family is None
     for vanilla in (None, {"kind": "gaussian", "cut_points": []}):
         module = StyleGAN2Module(**TINY, rtil=vanilla)
         assert module.family is None and module.num_members == 1 and module.hparams["rtil"] is None
