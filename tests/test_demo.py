@@ -53,7 +53,7 @@ def test_export_errors_are_one_line_with_status_2(tmp_path, capsys):
         "to a folder": ([ckpt, tmp_path], "is a folder"),
         "unwritable place": ([ckpt, a_file / "g.pt"], "cannot write"),
         "a generator file, not a checkpoint": ([tmp_path / "g.pt", tmp_path / "h.pt"], "not a Lightning checkpoint"),
-        "a malicious pickle": ([malicious, tmp_path / "h.pt"], "not loaded"),
+        "a malicious pickle": ([malicious, tmp_path / "h.pt"], "nothing in it was run"),
         "a missing checkpoint": ([tmp_path / "none.ckpt", tmp_path / "h.pt"], "not found"),
     }
     for name, (args, message) in cases.items():

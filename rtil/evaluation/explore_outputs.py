@@ -36,13 +36,15 @@ def write_explore_outputs(out: Path, truths: torch.Tensor, views: torch.Tensor, 
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=150)
     j = torch.arange(1, e.correlations["start_vs_measurement"].shape[1] + 1)
-    axes[0].plot(j, e.correlations["start_vs_measurement"][0], "o-", ms=3, label=f"v{e.starts[0]} (start)")
-    axes[0].plot(j, e.correlations["direction_vs_measurement"][0], "s-", ms=3, label="d (e-GLASS)")
+    axes[0].plot(j.numpy(), e.correlations["start_vs_measurement"][0].numpy(), "o-", ms=3,
+                 label=f"v{e.starts[0]} (start)")
+    axes[0].plot(j.numpy(), e.correlations["direction_vs_measurement"][0].numpy(), "s-", ms=3, label="d (e-GLASS)")
     axes[0].set_xlabel("j (top eigenvectors u_j of H_Y)")
     axes[0].set_ylabel("|<., u_j>|")
     axes[0].legend(fontsize=7)
     k = torch.arange(1, e.correlations["direction_vs_image"].shape[1] + 1)
-    axes[1].plot(k, e.correlations["direction_vs_image"][0], "s-", ms=3, color="C1", label="d (e-GLASS)")
+    axes[1].plot(k.numpy(), e.correlations["direction_vs_image"][0].numpy(), "s-", ms=3, color="C1",
+                 label="d (e-GLASS)")
     axes[1].set_xlabel("k (top eigenvectors v_k of H_X)")
     axes[1].set_ylabel("|<d, v_k>|")
     axes[1].legend(fontsize=7)

@@ -147,7 +147,7 @@ def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: 
     fig, axes = plt.subplots(n, k, figsize=(1.3 * k, 1.3 * n + 0.3), dpi=150, squeeze=False)
     for j, column in enumerate(columns):
         for i in range(n):
-            tile = ((column[i].detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0)
+            tile = ((column[i].detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
             ax = axes[i][j]
             ax.imshow(tile.squeeze(-1) if tile.shape[-1] == 1 else tile, cmap="gray", vmin=0, vmax=1,
                       interpolation="nearest")
