@@ -236,8 +236,8 @@ def test_nvlabs_discriminator_that_clamps_is_not_mapped():
 
 
 # ---- the RTIL authors' PGGAN ----------------------------------------------------------------
-def test_rtil_authors_pggan(tmp_path):
-    channels = {4: 8, 8: 8, 16: 4}
+def rtil_authors_pggan_state(channels: dict) -> dict:
+    """A random generator state in the RTIL authors' PGGAN format (8 latent channels, RGB), for `channels`."""
     g = torch.Generator().manual_seed(0)
     state = {"input_layer.0.conv.weight_orig": torch.randn(8, 8, 4, 4, generator=g),
              "input_layer.0.conv.bias": 0.1 * torch.randn(8, generator=g)}
@@ -248,6 +248,12 @@ def test_rtil_authors_pggan(tmp_path):
             state[f"progression_{r}.conv.{index}.conv.bias"] = 0.1 * torch.randn(c, generator=g)
         state[f"to_rgb_{r}.conv.weight_orig"] = torch.randn(3, c, 1, 1, generator=g)
         state[f"to_rgb_{r}.conv.bias"] = 0.1 * torch.randn(3, generator=g)
+    return state
+
+
+def test_rtil_authors_pggan(tmp_path):
+    channels = {4: 8, 8: 8, 16: 4}
+    state = rtil_authors_pggan_state(channels)
     path = tmp_path / "rtil_mgan.pt"
     torch.save({"g": state, "g_ema": {k: v * 0.9 for k, v in state.items()}, "d": {"linear.linear.bias": torch.ones(1)},
                 "step": 2, "alpha": 1.0, "args": argparse.Namespace(z_number=[2, 3])}, path)

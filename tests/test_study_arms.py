@@ -190,16 +190,22 @@ def test_the_long_study_config_keeps_its_trained_generators_and_has_every_arm_in
     assert quick.comparisons["stylegan2_length_160kimg"].kimg == pytest.approx(0.096)
 
 
-def test_the_long_study_runs_end_to_end_with_quick(tmp_path):
-    """`python -m rtil study --config configs/study/digits_long.yaml --quick` (a copy of configs/ whose quick
-    budget writes into tmp_path, one worker): every arm trains, is evaluated and reported."""
+def run_quick_copy(tmp_path: Path, config: str) -> dict:
+    """`python -m rtil study --config configs/study/<config> --quick` on a copy of configs/ whose quick budget writes
+    into tmp_path (out/, report/results.md), one worker; returns the items each stage ran."""
     root = Path(__file__).resolve().parent.parent
     shutil.copytree(root / "configs", tmp_path / "configs")
-    path = tmp_path / "configs" / "study" / "digits_long.yaml"
+    path = tmp_path / "configs" / "study" / config
     cfg = yaml.safe_load(path.read_text())
     cfg["quick"].update(jobs=1, out=str(tmp_path / "out"), report=str(tmp_path / "report" / "results.md"))
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    ran = run_study(path, quick=True)["ran"]
+    return run_study(path, quick=True)["ran"]
+
+
+def test_the_long_study_runs_end_to_end_with_quick(tmp_path):
+    """`python -m rtil study --config configs/study/digits_long.yaml --quick` (a copy of configs/ whose quick
+    budget writes into tmp_path, one worker): every arm trains, is evaluated and reported."""
+    ran = run_quick_copy(tmp_path, "digits_long.yaml")
     assert ran["train"] == 14 and ran["evaluate"] > 0
     report = (tmp_path / "report" / "results.md").read_text()
     for heading in ("## Training length: StyleGAN2, vanilla vs RTIL", "## Training length: PGGAN, vanilla vs RTIL",
@@ -218,13 +224,7 @@ def test_the_long_study_runs_end_to_end_with_quick(tmp_path):
 def test_the_pggan_study_runs_end_to_end_with_quick(tmp_path):
     """`python -m rtil study --config configs/study/pggan_long.yaml --quick` (issue 31): the PGGAN same-start arm and
     the factor pilots train, are tuned by the mGANprior search, evaluated and reported."""
-    root = Path(__file__).resolve().parent.parent
-    shutil.copytree(root / "configs", tmp_path / "configs")
-    path = tmp_path / "configs" / "study" / "pggan_long.yaml"
-    cfg = yaml.safe_load(path.read_text())
-    cfg["quick"].update(jobs=1, out=str(tmp_path / "out"), report=str(tmp_path / "report" / "results.md"))
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    ran = run_study(path, quick=True)["ran"]
+    ran = run_quick_copy(tmp_path, "pggan_long.yaml")
     assert ran["train"] == 10 and ran["tune"] > 0 and ran["evaluate"] > 0
     report = (tmp_path / "report" / "results.md").read_text()
     for heading in ("### Same start: both arms continued", "PGGAN pilot, vanilla vs RTIL with the paper's member "

@@ -191,17 +191,10 @@ def test_training_config_of_pggan_files_is_dirichlet_fusion_at_full_resolution(t
     assert init["channel_table"] == {4: 8, 8: 8, 16: 4} and init["progressive"] is False
     check_generator_fits(built_module(config), read_init_source(ours))
     # the RTIL authors' PGGAN format (tests/test_init_from.py's fixture), recording its own family
+    from test_init_from import rtil_authors_pggan_state
+
     channels = {4: 8, 8: 8, 16: 4}
-    g = torch.Generator().manual_seed(0)
-    state = {"input_layer.0.conv.weight_orig": torch.randn(8, 8, 4, 4, generator=g),
-             "input_layer.0.conv.bias": 0.1 * torch.randn(8, generator=g)}
-    for r, c in channels.items():
-        c_in = channels[max(r // 2, 4)]
-        for index, fan_in in ((0, c_in), (3, c)):
-            state[f"progression_{r}.conv.{index}.conv.weight_orig"] = torch.randn(c, fan_in, 3, 3, generator=g)
-            state[f"progression_{r}.conv.{index}.conv.bias"] = 0.1 * torch.randn(c, generator=g)
-        state[f"to_rgb_{r}.conv.weight_orig"] = torch.randn(3, c, 1, 1, generator=g)
-        state[f"to_rgb_{r}.conv.bias"] = 0.1 * torch.randn(3, generator=g)
+    state = rtil_authors_pggan_state(channels)
     authors = tmp_path / "rtil_mgan.pt"
     torch.save({"g_ema": state, "step": 2, "alpha": 1.0, "args": argparse.Namespace(z_number=[2, 3])}, authors)
     config, _ = training_config_from_file(authors, tmp_path)

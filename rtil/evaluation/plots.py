@@ -86,12 +86,7 @@ def plot_tuning(candidates: list[str], lines: list[dict], path: str | Path, titl
         ax.errorbar(x, [c.mean for c in line["ci"]], yerr=[c.half_width for c in line["ci"]], color=colour,
                     linestyle=style, marker="o", capsize=3, label=line["label"])
     ax.set_xticks(x, candidates, fontsize=7, rotation=15)
-    ax.set_ylabel(f"validation {UNITS['psnr']}, mean and 95% CI")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, f"validation {UNITS['psnr']}, mean and 95% CI", title, path)
 
 
 def plot_tuning_search(generators: list[dict], path: str | Path, title: str) -> Path:
@@ -108,12 +103,7 @@ def plot_tuning_search(generators: list[dict], path: str | Path, title: str) -> 
         ax.scatter([x], [g["chosen"]], marker="*", color=colour, edgecolors="black", s=120,
                    label="chosen" if x == 0 else None)
     ax.set_xticks(range(len(generators)), [g["label"] for g in generators], fontsize=6, rotation=25, ha="right")
-    ax.set_ylabel(f"validation {UNITS['psnr']}")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, f"validation {UNITS['psnr']}", title, path)
 
 
 def plot_budget_axis(lines: list[dict], path: str | Path, title: str) -> Path:
@@ -130,12 +120,7 @@ def plot_budget_axis(lines: list[dict], path: str | Path, title: str) -> Path:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("total solver steps")
-    ax.set_ylabel(f"treatment - baseline, {UNITS['psnr']}")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, f"treatment - baseline, {UNITS['psnr']}", title, path)
 
 
 def save_comparison_grid(columns: list[torch.Tensor], path: str | Path, labels: list[str] | None = None,
@@ -170,6 +155,16 @@ def save_member_grid(G, path: str | Path, num_samples: int = 8, seed: int = 0) -
     grid = member_grid(G, build_family(G.rtil), num_samples, seed)
     save_image_atomically(grid, path, nrow=num_samples, normalize=True, value_range=(-1, 1))
     return Path(path)
+
+
+def _finish(fig, ax, ylabel: str, title: str, path: str | Path) -> Path:
+    """The y label, title, grid and legend every line figure shares; saves the figure."""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def _save(fig, path: str | Path) -> Path:
