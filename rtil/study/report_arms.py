@@ -51,7 +51,8 @@ def quality_matched(cfg: StudyConfig) -> dict[str, Comparison]:
 
 def quality_matched_rows(cfg: StudyConfig, rows: list[dict], matched: dict[str, Comparison]) -> list[dict]:
     """The per-image rows of each quality-matched comparison: its generators' snapshot rows under its name (of the
-    settings kinds it shows: a budget axis of one snapshot has no counterpart in the others)."""
+    methods and settings kinds it shows: a method or budget axis that only one budget adds has no counterpart in the
+    others)."""
     out = []
     for name, c in matched.items():
         group = set(length_groups(cfg.comparisons)[c.group])
@@ -59,7 +60,7 @@ def quality_matched_rows(cfg: StudyConfig, rows: list[dict], matched: dict[str, 
         for r in rows:
             key = (r["generator"], r["method"], r["settings"], r["task"], r["param"], r["image"])
             if (r["comparison"] in group and r["generator"] in c.generators and r["settings"] in c.settings
-                    and key not in seen):
+                    and r["method"] in c.methods and key not in seen):
                 seen.add(key)
                 out.append({**r, "comparison": name})
     return out

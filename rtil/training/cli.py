@@ -60,6 +60,9 @@ def quiet_dependencies() -> None:
     # Lightning 2.6 calls isinstance(treespec, LeafSpec), which torch 2.14 deprecates: harmless, nothing to act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning, module=r"pytorch_lightning\.utilities\._pytree")
+    # LightningCLI's own calls of jsonargparse APIs that jsonargparse deprecates (e.g. add_instantiator): Lightning's
+    # to change, nothing a user can act on; Python hides them by default, a caller's "always" filter would not.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pytorch_lightning\.cli")
     # A new run never starts in a folder with checkpoints (check_run_folder): this only comes with a resume of it.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty",
                             module=r"pytorch_lightning\.callbacks\.model_checkpoint")
