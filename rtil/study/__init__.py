@@ -2,8 +2,9 @@
 
 Five stages; each writes its outputs under the config's `out` folder and skips work already done, so an
 interrupted study resumes where it stopped and a finished one reruns nothing: train (every generator a comparison
-names), export (generator files, member sample grids, FDD against kimg), tune (each method's candidate settings on
-the validation images, per generator: "tuned"; the config's own settings are "common"), evaluate (every
+names), export (generator files, member sample grids, FDD against kimg on the digits, each member's FID and KID
+against the test images when fid_samples > 0), tune (each method's candidate settings on the validation images, per
+generator: "tuned"; the config's own settings are "common"), evaluate (every
 comparison's generators x methods x settings x task cells on the test images, paired: the same images, operators,
 noise and starts for every generator) and report (tables with CIs, paired differences, verdicts, figures, and the
 per-image CSV they are computed from). A comparison pairs `baseline[i]` with `treatment[i]` (e.g. vanilla and RTIL
@@ -22,10 +23,11 @@ The modules follow the data, and each imports only the ones before it:
                                             cells (report_arms: training length, same start, quality-matched
                                             pairs; report_budgets: the step-budget axis)
     runner                                  the stages in order (worker processes), then the report: the CLI's entry
+    estimate                                the time a study will take, from a short warm-up measured before it starts
     own_generator                           `python -m rtil study --generator FILE --data DIR --out OUT`: writes a
                                             study config for a pretrained generator and its image folder, runs it
 """
 
 MODULE_ORDER = ("tuning", "budgets", "config", "config_checks", "config_arms", "config_reading", "snapshots", "cells",
                 "stages", "report_stats", "report_sections", "report_generators", "report_arms", "report_budgets",
-                "report", "runner", "own_generator")
+                "report", "runner", "estimate", "own_generator")

@@ -131,6 +131,7 @@ class StudyConfig:
     comparisons: dict  # name -> Comparison
     tune: Tuning
     evaluate: Evaluation
+    fid_samples: int = 0  # generated images per member for FID and KID against the test images (0: none)
 
     def used_generators(self) -> list[str]:
         """The generators some comparison needs, in the config's order."""

@@ -49,8 +49,8 @@ def deep_merge(base: dict, changes: dict) -> dict:
 
 
 # every key the reader takes (a method also takes its solver's settings)
-TOP_LEVEL = ("out", "report", "jobs", "holdout", "train_kimg", "fdd_samples", "claims", "device", "generators",
-             "comparisons", "methods", "tune", "evaluate", "quick")
+TOP_LEVEL = ("out", "report", "jobs", "holdout", "train_kimg", "fdd_samples", "fid_samples", "claims", "device",
+             "generators", "comparisons", "methods", "tune", "evaluate", "quick")
 GENERATOR_KEYS = ("config", "seed", "set", "init_from")
 METHOD_KEYS = ("file", "solver", "description")
 COMPARISON_KEYS = ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots", "tune_at",
@@ -97,6 +97,7 @@ def read_study_config(path: str | Path, quick: bool = False) -> StudyConfig:
            "device": read_device(option(raw, "device", "auto"), where)}
     generators = read_generators(raw["generators"], where, base, top["holdout"], train_kimg)
     top["fdd_samples"] = read_fdd_samples(raw, generators, where)
+    top["fid_samples"] = read_fid_samples(raw, generators, quick, where)
     methods, method_files = read_methods(raw["methods"], where, base)
     tasks, tune_raw, evaluate_raw = read_tasks(raw, where)
     comparisons = read_comparisons(raw["comparisons"], where, generators, methods, tasks, evaluate_raw)
@@ -169,6 +170,21 @@ def read_fdd_samples(raw: dict, generators: dict, where: str) -> int:
         raise RtilError(f"{where}: fdd_samples {fdd_samples}: the Fréchet digits distance compares samples with the "
                         f"built-in digits, but generator {name!r} trains on other data; set fdd_samples: 0")
     return fdd_samples
+
+
+FID_SAMPLES = 1000  # the default of a study on other data than the digits
+QUICK_FID_SAMPLES = 16  # and with --quick (a pipeline check)
+
+
+def read_fid_samples(raw: dict, generators: dict, quick: bool, where: str) -> int:
+    """fid_samples: generated images per member for FID and KID against the test images (the export stage; 0:
+    none, else >= 2); by default 0 when every generator trains on the digits (their sample quality is the FDD),
+    else FID_SAMPLES (QUICK_FID_SAMPLES with --quick)."""
+    default = 0 if trains_on_digits(generators) else QUICK_FID_SAMPLES if quick else FID_SAMPLES
+    fid_samples = number(option(raw, "fid_samples", default), Ranged(int, 0), "fid_samples", where)
+    if fid_samples == 1:
+        raise RtilError(f"{where}: fid_samples must be 0 (no FID/KID) or at least 2 (a covariance needs two images)")
+    return fid_samples
 
 
 def read_device(device, where: str) -> str:

@@ -17,7 +17,9 @@ It writes into OUT (a new or empty folder, or one it wrote before):
 
 The study continues FILE for --kimg kimg once as vanilla and once as RTIL per seed (init_from: {file}, the same
 start, seed and iterations), tunes each method per generator on the validation images (the tuning search of
-configs/study/digits_long.yaml) and evaluates both on the test images, paired. A rerun with the same options
+configs/study/digits_long.yaml) and evaluates both on the test images, paired; the export stage computes each
+member's FID and KID against the test images when the Inception weights are there. Before the long work it prints
+the estimated time, extrapolated from a short warm-up (rtil/study/estimate.py). A rerun with the same options
 resumes; other options for the same OUT are refused (the study would mix two settings).
 """
 
@@ -329,10 +331,16 @@ def _write_or_check(path: Path, header: str, content: dict, ignore: tuple = ()) 
 
 
 def run_own_study(options: OwnStudy) -> dict:
-    """Write OUT's configs and split (write_own_study), then run the study (rtil.study.runner.run_study)."""
+    """Write OUT's configs and split (write_own_study), print the estimated time (rtil.study.estimate), then run
+    the study (rtil.study.runner.run_study)."""
+    from dataclasses import replace
+
+    from rtil.study.config_reading import read_study_config
+    from rtil.study.estimate import print_estimate
     from rtil.study.runner import run_study
 
     path = write_own_study(options)
     print(f"study config: {path} (resume or reproduce: python -m rtil study --config {path}"
           f"{' --quick' if options.quick else ''})", flush=True)
+    print_estimate(replace(read_study_config(path, options.quick), jobs=options.jobs))
     return run_study(path, quick=options.quick, jobs=options.jobs)

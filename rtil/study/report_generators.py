@@ -1,5 +1,6 @@
 """Parts of the report about the generators and the study's cost: training time and sample quality (FDD against
-kimg, sample grids), whether each comparison's G0s sample equally well, and the wall time per stage."""
+kimg, FID and KID per member, sample grids), whether each comparison's G0s sample equally well, and the wall time per
+stage."""
 
 import json
 import math
@@ -118,20 +119,25 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     import matplotlib.pyplot as plt
 
     digits = trains_on_digits(cfg.generators)
-    if not digits:
-        quality = other_data_quality()
-    elif cfg.fdd_samples > 0:
-        quality = (f"FDD: Fréchet digits distance of {cfg.fdd_samples:,} samples per member against the test "
-                   f"digits; lower is better; train vs test digits score about 1.1")
-    else:
-        quality = "FDD: not computed, fdd_samples is 0"
-    lines = ["## Generators", "", f"Training cost and sample quality ({quality}).", "",
+    records = {name: export_record(cfg, name) for name in cfg.trained_generators()}
+    fid = not digits or any("fid_kid" in r for r in records.values())  # a digits study shows FID only if computed
+    notes = []
+    if digits and cfg.fdd_samples > 0:
+        notes.append(f"FDD: Fréchet digits distance of {cfg.fdd_samples:,} samples per member against the test "
+                     f"digits; lower is better; train vs test digits score about 1.1")
+    elif digits:
+        notes.append("FDD: not computed, fdd_samples is 0")
+    if fid:
+        notes.append(fid_kid_note(cfg, records.values()))
+    lines = ["## Generators", "", f"Training cost and sample quality ({'; '.join(notes)}).", "",
              "| generator | seed | kimg | wall time | s / kimg | "
-             + ("FDD per member (G0, G1, ...) at the end |" if digits else "FID, KID |"), "|---|---|---|---|---|---|"]
+             + ("FDD per member (G0, G1, ...) at the end |" if digits else "")
+             + ("FID / KID per member (G0, G1, ...) at the end |" if fid else ""),
+             "|---|---|---|---|---|" + "---|" * (int(digits) + int(fid))]
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=150)
     for name in cfg.trained_generators():
         done = train_record(cfg, name)
-        fdd = export_record(cfg, name)
+        fdd = records[name]
         start = cfg.generators[name].init_from
         label = (name if not start else f"{name} (from {Path(start['file']).name})" if "file" in start
                  else f"{name} (from {start['generator']} at {start['kimg']:g} kimg)")
@@ -139,8 +145,9 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
         untimed = f" ({timed:g} of its kimg timed)" if timed < done["kimg"] - 1e-6 else ""
         lines.append(f"| {label} | {cfg.generators[name].seed} | {done['kimg']:.1f} | {done['seconds'] / 60:.1f} "
                      f"min{untimed} | {done['seconds'] / max(timed, 1e-9):.0f} | "
-                     + (", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed"
-                        if digits else "see above") + " |")
+                     + ((", ".join(f"{v:.2f}" for v in fdd["final"]) if fdd["final"] else "not computed") + " |"
+                        if digits else "")
+                     + (f"{fid_kid_cell(fdd.get('fid_kid'))} |" if fid else ""))
         curve, (_, start) = fdd["curve"], trained_run(cfg, name)
         if curve:
             for member in range(len(curve[0]["fdd"])):
@@ -162,16 +169,38 @@ def training(cfg: StudyConfig, figures: Path, stem: str, base: Path) -> list[str
     return lines + [""]
 
 
-def other_data_quality() -> str:
-    """The sample-quality note for generators trained on other data than the digits: FID and KID, which need the
-    Inception weights (the digits Fréchet distance does not apply)."""
-    from rtil.evaluation.sample_quality import inception_unavailable
+def fid_kid_cell(record: dict | None) -> str:
+    """A generator's FID / KID per member (an export record's 'fid_kid'), or why there are none."""
+    if not record:
+        return "not computed"
+    if "unavailable" in record:
+        return "unavailable"
+    return ", ".join(f"{m['fid']:.2f} / {m['kid_mean']:.4f}" for m in record["members"])
 
-    why = inception_unavailable()
-    if why is not None:
-        return f"FID, KID: unavailable: {why}; the Fréchet digits distance is for the built-in digits only"
-    return ("FID, KID: not computed by the study; `python -m rtil fid <out>/generators/<generator>.pt --data "
-            "<training folder>` computes them (the Inception weights are here)")
+
+def fid_kid_note(cfg: StudyConfig, records) -> str:
+    """What the FID / KID column holds: the images compared and the features, or why it is empty."""
+    quality = [r["fid_kid"] for r in records if r.get("fid_kid")]
+    computed = [q for q in quality if "unavailable" not in q]
+    reasons = list(dict.fromkeys(q["unavailable"] for q in quality if "unavailable" in q))
+    parts = []
+    if computed:
+        q, images = computed[0], computed[0]["real_images"]
+        source = images.get("folder") or f"the digits {images.get('split')} split"
+        subsets = sorted({m["kid_subset_size"] for c in computed for m in c["members"]})
+        parts.append(f"FID, KID: {q['num_generated']:,} generated images per member against the study's "
+                     f"{q['num_real']} test images ({source}, from image {images['first']}), in the features of "
+                     f"torch-fidelity's FID Inception-v3 (SHA-256 checked); lower is better; KID is the mean over "
+                     f"subsets of {', '.join(map(str, subsets))} images; with so few real images FID is biased "
+                     f"upwards, so compare generators only at these same counts")
+    if reasons:
+        parts.append("FID, KID: unavailable: " + "; ".join(reasons) + "; rerun the study once the weights are there "
+                     "(its export stage then computes them)")
+    if not quality:
+        parts.append("FID, KID: not computed, fid_samples is 0")
+    if not trains_on_digits(cfg.generators):
+        parts.append("the Fréchet digits distance is for the built-in digits only")
+    return "; ".join(parts)
 
 
 def _fdd_figure(fig, ax, figures: Path, stem: str, base: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """The study's work stages, each a list of items to do and a function that does one item:
 
 - train     every generator a comparison names, with train.py (resumed from its last checkpoint);
-- export    its generator file, a sample grid per RTIL member and the Fréchet digits distance (FDD) of every
-            member at every checkpoint;
+- export    its generator file, a sample grid per RTIL member, the Fréchet digits distance (FDD) of every
+            member at every checkpoint (digits studies) and every member's FID and KID against the test images
+            (fid_samples > 0: studies on other data by default);
 - tune      each method's candidate settings on the validation images, per generator;
 - evaluate  every comparison's generators x methods x settings x task cells on the test images (paired: the same
             images, operators, noise and starts for every generator).
@@ -58,12 +59,14 @@ def study_images(cfg: StudyConfig, which: str, resolution: int, channels: int):
 
 def train_arguments(cfg: StudyConfig, name: str) -> list[str]:
     """The train.py arguments of one generator of the study (a continued generator: --init_from the checkpoint it
-    starts from, until it has its own last.ckpt to resume from)."""
+    starts from, until it has its own last.ckpt to resume from). Training shows its kimg progress bar when the study
+    trains in its own process (jobs 1), not in workers' log files."""
     g, out = cfg.generators[name], cfg.out
     args = ["fit", "--config", g.config, "--seed_everything", str(g.seed), "--data.seed", str(g.seed),
             "--model.init_args.seed", str(g.seed),
             "--trainer.default_root_dir", str(out / "train"), "--run_name", name, "--wandb", "disabled",
-            "--trainer.enable_progress_bar", "false", "--export.path", str(out / "train" / name / "generator.pt")]
+            "--trainer.enable_progress_bar", "true" if cfg.jobs == 1 else "false",
+            "--export.path", str(out / "train" / name / "generator.pt")]
     if cfg.train_kimg is not None:
         args += ["--model.init_args.total_kimg", str(cfg.train_kimg)]
         args += ["--checkpoint.every_kimg", str(cfg.train_kimg / 2), "--samples.every_kimg", str(cfg.train_kimg)]
@@ -158,21 +161,38 @@ def samples_file(cfg: StudyConfig, name: str) -> Path:
 
 def export_record(cfg: StudyConfig, name: str) -> dict:
     """fdd/<name>.json: FDD per member at the end ('final', None when not computed) and at every checkpoint
-    ('curve': [{kimg, fdd}])."""
+    ('curve': [{kimg, fdd}]); with fid_samples > 0, 'fid_kid' (see export_fid_kid)."""
     return json.loads((cfg.out / "fdd" / f"{name}.json").read_text())
 
 
 def export_done(cfg: StudyConfig, name: str) -> bool:
     """Whether the generator's file, samples and FDD record exist (a clone holds the records, not the files: it
-    exports again) and the record is of the generator's current settings."""
+    exports again), the record is of the generator's current settings and holds the FID/KID the config asks for."""
     path = cfg.out / "fdd" / f"{name}.json"
-    return (path.is_file() and json.loads(path.read_text()).get("fingerprint") == cfg.generators[name].fingerprint
-            and cfg.generator_file(name).is_file() and samples_file(cfg, name).is_file())
+    if not (path.is_file() and cfg.generator_file(name).is_file() and samples_file(cfg, name).is_file()):
+        return False
+    record = json.loads(path.read_text())
+    return record.get("fingerprint") == cfg.generators[name].fingerprint and fid_kid_current(cfg, record)
+
+
+def fid_kid_current(cfg: StudyConfig, record: dict) -> bool:
+    """Whether an export record holds the FID/KID the config asks for: none (fid_samples 0), or fid_samples images
+    against the current test images; a record that found the Inception weights file missing is current until a
+    file is there (nothing is read: the export stage checks it before loading it)."""
+    from rtil.evaluation.sample_quality import inception_weights_path
+
+    if cfg.fid_samples == 0:
+        return True
+    fid = record.get("fid_kid")
+    if not fid or fid["num_generated"] != cfg.fid_samples or fid["real_images"] != cfg.evaluate.images.as_dict():
+        return False
+    return not (fid.get("weights_missing") and inception_weights_path().is_file())
 
 
 def export_one(cfg: StudyConfig, name: str) -> None:
     """generators/<name>.pt, samples/<name>.png (one row per member) and fdd/<name>.json (FDD per member at the end
-    and, for a trained generator, at every checkpoint's kimg; a snapshot is its source's checkpoint at its kimg)."""
+    and, for a trained generator, at every checkpoint's kimg; a snapshot is its source's checkpoint at its kimg;
+    FID and KID per member when fid_samples > 0)."""
     import tempfile
 
     from rtil.atomic_files import write_json_atomically
@@ -198,8 +218,40 @@ def export_one(cfg: StudyConfig, name: str) -> None:
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg.fdd_samples)})
     final = member_fdds(G, cfg.fdd_samples) if cfg.fdd_samples > 0 else None
+    quality = {"fid_kid": export_fid_kid(cfg, cfg.generator_file(name))} if cfg.fid_samples > 0 else {}
     write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
-                                                         "fingerprint": cfg.generators[name].fingerprint})
+                                                         "fingerprint": cfg.generators[name].fingerprint, **quality})
+
+
+FID_SEED = 123  # the generated images' latents: the same for every generator and member
+
+
+def export_fid_kid(cfg: StudyConfig, generator_file: Path) -> dict:
+    """FID and KID of every RTIL member of a generator: cfg.fid_samples generated images against the study's test
+    images (evaluate.images), in the features of torch-fidelity's FID Inception-v3 (rtil.evaluation.sample_quality:
+    its SHA-256 checked before it is loaded; RTIL_OFFLINE=1 never downloads it). Returns {real_images,
+    num_generated, seed, and num_real, members: [{fid, kid_mean, kid_std, kid_subset_size}], or unavailable: why,
+    weights_missing: whether the weights file was not there}."""
+    from rtil.checkpoints import load_generator
+    from rtil.config import build_family
+    from rtil.evaluation.sample_quality import fid_kid, inception_weights_path, load_inception
+    from rtil.members import num_members
+
+    device = study_device(cfg)
+    G = load_generator(generator_file, device=device)
+    images, _ = study_images(cfg, "evaluate", G.resolution, G.img_channels)
+    record = {"real_images": cfg.evaluate.images.as_dict(), "num_generated": cfg.fid_samples, "seed": FID_SEED}
+    if images.shape[0] < 2:
+        return {**record, "unavailable": f"FID and KID need at least 2 test images, the study has {images.shape[0]}"}
+    extractor, why = load_inception()
+    if extractor is None:
+        return {**record, "unavailable": why, "weights_missing": not inception_weights_path().is_file()}
+    family = build_family(G.rtil)
+    members = []
+    for member in range(num_members(family)):
+        values = fid_kid(G, family, images.split(64), cfg.fid_samples, extractor.to(device), member, seed=FID_SEED)
+        members.append({k: values[k] for k in ("fid", "kid_mean", "kid_std", "kid_subset_size")})
+    return {**record, "num_real": images.shape[0], "members": members}
 
 
 # ----------------------------------------------------------------------------------------------------------------
