@@ -52,6 +52,16 @@ def test_a_best_at_a_limit_is_kept_with_the_axis_reason():
     assert len(state.notes) == 1 and "highest" in state.notes[0] and "larger steps diverge" in state.notes[0]
 
 
+def test_a_line_that_keeps_improving_stops_after_the_maximum_number_of_extensions():
+    from rtil.study.tuning import MAX_EXTENSIONS
+
+    lr_axis = {"name": "round-0 lr", "key": "lr", "index": [0], "scale": [0.33, 1, 3], "extend": 3}
+    state, _ = run_to_end(axes(lr_axis), lambda s: s["lr"][0])  # better without bound
+    assert len({s["lr"][0] for s, _ in state.scored}) == 3 + MAX_EXTENSIONS
+    assert state.chosen["lr"][0] == pytest.approx(0.3 * 3 ** (MAX_EXTENSIONS + 1))
+    assert len(state.notes) == 1 and f"grew {MAX_EXTENSIONS} times" in state.notes[0]
+
+
 def test_the_search_moves_along_every_axis_and_sweeps_again():
     state, rounds = run_to_end(axes({"name": "lr", "key": "lr", "index": [0], "scale": [0.5, 1, 2], "extend": 2},
                                     {"name": "radii", "key": "l1_radius", "scale": [0.5, 1, 2], "extend": 2}),

@@ -11,8 +11,9 @@ the method's common settings through one point, the common settings themselves:
 The search is a coordinate search: starting at the common settings, it scores every point of the first axis with the
 others held at the current best, moves there, and so on for every axis; it sweeps the axes again while a sweep moved
 (at most MAX_SWEEPS times). When a line's best point is its first or last one and the axis is numeric with `extend`,
-the line grows by that factor beyond the edge (within `limit`) until the best is inside; a best that stays on an edge
-is reported with the axis's `why` (or "not extendable"). Which candidates run next is a function of the finished
+the line grows by that factor beyond the edge (within `limit`, at most MAX_EXTENSIONS times) until the best is
+inside; a best that stays on an edge is reported with the reason (the axis's `why`, its limit, or a line that kept
+improving). Which candidates run next is a function of the finished
 tuning runs alone (out/tune/*.json), so the tune stage simply runs the pending ones round after round, in any number
 of workers, and an interrupted search resumes where it stopped.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from rtil.errors import RtilError
 
 MAX_SWEEPS = 3
-MAX_EXTENSIONS = 6  # per axis and side, whatever `limit` allows: a runaway line means a broken method
+MAX_EXTENSIONS = 6  # per axis and side: a line still improving after that many is reported, not followed
 AXIS_KEYS = ("name", "key", "index", "scale", "values", "extend", "limit", "why")
 
 
@@ -195,19 +196,22 @@ def search(axes: list[Axis], common: dict, score) -> SearchState:
         moved = False
         for axis in axes:
             line = lines[axis.name]
-            for _ in range(2 * MAX_EXTENSIONS + 1):
+            while True:
                 values = [scored(settings_at({**center, axis.name: p})) for p in line]
                 if any(v is None for v in values):
                     return state
                 best = max(range(len(line)), key=lambda i: (values[i], -i))
                 if axis.numeric and best in (0, len(line) - 1):
                     upward = best == len(line) - 1
-                    nxt = axis.beyond(line[best], upward)
+                    grown = sum(p > max(axis.points) if upward else p < min(axis.points) for p in line)
+                    nxt = axis.beyond(line[best], upward) if grown < MAX_EXTENSIONS else None
                     if nxt is not None and nxt not in line:
                         line.insert(0 if best == 0 else len(line), nxt)
                         continue
                     side = "highest" if upward else "lowest"
-                    reason = ("its limit" + (f", {axis.why}" if axis.why else "") if axis.extend
+                    reason = (f"it grew {MAX_EXTENSIONS} times past that edge and still improves there (the setting "
+                              f"hardly matters, or it wants no bound)" if grown >= MAX_EXTENSIONS
+                              else "its limit" + (f", {axis.why}" if axis.why else "") if axis.extend
                               else axis.why or "the axis does not grow")
                     notes[axis.name] = (f"{axis.name}: the best is the line's {side} point "
                                         f"({'x' if axis.scale else ''}{line[best]:g}): {reason}")
