@@ -122,7 +122,8 @@ def what_the_demo_shows(paired: list[dict], train_kimg: float, num_images: int) 
         f"What they do not show: whether RTIL helps. Each generator trained for only {train_kimg:g} kimg "
         f"with one seed, and {num_images} test digits were solved, so a difference between the two "
         "models mixes RTIL with how far each short training got. The vanilla-vs-RTIL question is "
-        "answered by `python -m rtil study` (docs/results.md: trained up to 160 kimg, where RTIL helps ILO; "
+        "answered by `python -m rtil study` (docs/results.md: trained up to 160 kimg, where RTIL helps ILO at "
+        "the shipped solver settings, a verdict being re-tuned per generator: docs/tuning_status.md; "
         "docs/results_20kimg.md: 20 kimg, where it does not).",
         "Measured here, RTIL - vanilla PSNR (dB, mean and 95% CI over the same images and operators):",
     ]
