@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # A study that uses every key the reader takes. Its files are relative to the folder the tests run it in (tmp_path).
 FULL = {
     "out": "out", "report": "report/results.md", "jobs": 1, "holdout": 100, "train_kimg": 0.04, "fdd_samples": 32,
+    "fid_samples": 8,
     "claims": "none", "device": "cpu",
     "generators": {
         "vanilla": {"config": "study_train.yaml", "seed": 3, "set": {"model.init_args.rtil": None}},
