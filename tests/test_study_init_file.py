@@ -202,3 +202,22 @@ def test_training_config_of_pggan_files_is_dirichlet_fusion_at_full_resolution(t
     init = config["model"]["init_args"]
     assert init["upsample_mode"] == arch["upsample_mode"] and init["latent_gain"] == arch["latent_gain"]
     check_generator_fits(built_module(config), read_init_source(authors))
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".pt", ".safetensors"])
+def test_init_from_a_file_in_each_format_is_read_when_the_config_is_read(tmp_path, suffix):
+    """The same generator as NVlabs' pickle, as our generator file and as safetensors (converted here from the
+    fixture): each is an init_from file of the study, hashed into the fingerprint, its architecture checked."""
+    from rtil.cli import main
+
+    path = tmp_path / f"g{suffix}"
+    if suffix == ".pkl":
+        shutil.copyfile(NVLABS, path)
+    else:
+        assert main(["convert", "nvlabs", str(NVLABS), str(tmp_path / "g.pt")]) in (None, 0)
+        if suffix == ".safetensors":
+            rtil.save_generator(path, rtil.load_generator(tmp_path / "g.pt"))
+    cfg = read_study_config(file_config(tmp_path, path, path))
+    start = {"file": str(path.resolve()), "sha256": rtil.importers.common.sha256(path)}
+    assert cfg.generators["rtil"].init_from == start
+    assert train_arguments(cfg, "vanilla")[-2:] == ["--init_from", str(path.resolve())]
