@@ -204,15 +204,24 @@ def test_training_config_of_pggan_files_is_dirichlet_fusion_at_full_resolution(t
     check_generator_fits(built_module(config), read_init_source(authors))
 
 
-@pytest.mark.parametrize("suffix", [".pkl", ".pt", ".safetensors"])
+@pytest.mark.parametrize("suffix", [".pkl", ".pt", ".safetensors", ".ckpt"])
 def test_init_from_a_file_in_each_format_is_read_when_the_config_is_read(tmp_path, suffix):
-    """The same generator as NVlabs' pickle, as our generator file and as safetensors (converted here from the
-    fixture): each is an init_from file of the study, hashed into the fingerprint, its architecture checked."""
+    """The same generator as NVlabs' pickle, as our generator file, as safetensors and as one of our training
+    checkpoints (made here from the fixture): each is an init_from file of the study, hashed into the fingerprint,
+    its architecture checked. (A rosinality file has no fixture of this architecture: train.py's own tests cover
+    that format, tests/test_init_from.py.)"""
     from rtil.cli import main
+    from rtil.training.cli import main as train_main
 
     path = tmp_path / f"g{suffix}"
     if suffix == ".pkl":
         shutil.copyfile(NVLABS, path)
+    elif suffix == ".ckpt":
+        (tmp_path / "train.yaml").write_text(TRAINING)
+        train_main(["fit", "--config", str(tmp_path / "train.yaml"), "--init_from", str(NVLABS), "--wandb", "disabled",
+                    "--model.init_args.total_kimg", "0.004", "--trainer.default_root_dir", str(tmp_path / "runs"),
+                    "--run_name", "r", "--trainer.enable_progress_bar", "false"])
+        shutil.copyfile(tmp_path / "runs" / "r" / "checkpoints" / "last.ckpt", path)
     else:
         assert main(["convert", "nvlabs", str(NVLABS), str(tmp_path / "g.pt")]) in (None, 0)
         if suffix == ".safetensors":
