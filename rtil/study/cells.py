@@ -96,11 +96,8 @@ def search_state(cfg: StudyConfig, generator: str, method: str):
         return _FINISHED_SEARCHES[memo]
 
     def score(settings):
-        path = Path(tune_item(cfg, generator, method, settings)["path"])
-        if not path.is_file():
-            return None
-        psnr = json.loads(path.read_text())["psnr"]
-        return sum(psnr) / len(psnr)
+        item = tune_item(cfg, generator, method, settings)
+        return tune_mean_psnr(item) if tune_done(item) else None
 
     state = search(cfg.tune.search[method], searched_base(cfg, method), score)
     if state.finished:
@@ -115,6 +112,12 @@ def tune_done(item: dict) -> bool:
 def write_tune_result(item: dict, psnr: list[float], ssim: list[float], seconds: float) -> None:
     """The tuning run's file: the item with its per-image validation PSNR and SSIM and the seconds it took."""
     write_json_atomically(Path(item["path"]), {**item, "psnr": psnr, "ssim": ssim, "seconds": seconds})
+
+
+def tune_mean_psnr(item: dict) -> float:
+    """A finished tuning run's mean validation PSNR: what candidates are compared by."""
+    psnr = tune_result(item)["psnr"]
+    return sum(psnr) / len(psnr)
 
 
 def tune_result(item: dict) -> dict:
@@ -141,11 +144,7 @@ def tuned_settings(cfg: StudyConfig, generator: str, method: str) -> tuple[dict,
     items = [tune_item(cfg, generator, method, {**common, **change}) for change in cfg.tune.grids.get(method, [])]
     if not items:
         return common, None
-    scored = []
-    for item in items:
-        psnr = tune_result(item)["psnr"]
-        scored.append((sum(psnr) / len(psnr), item))
-    best = max(scored, key=lambda s: s[0])[1]
+    best = max(items, key=tune_mean_psnr)
     return best["settings"], best["change"]
 
 

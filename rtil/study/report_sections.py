@@ -178,7 +178,7 @@ def tuning_search(cfg: StudyConfig, comparison: Comparison, cname: str, method: 
     on; a figure with every candidate; and one robustness line per arm (what each family loses with the other
     family's choice and with the common settings)."""
     from rtil.evaluation.plots import plot_tuning_search
-    from rtil.study.cells import search_state, searched_base, tune_item
+    from rtil.study.cells import search_state, searched_base, tune_item, tune_mean_psnr
 
     generators = [g for g in comparison.generators if cfg.generators[g].tune_from is None]
     if not generators:
@@ -200,7 +200,7 @@ def tuning_search(cfg: StudyConfig, comparison: Comparison, cname: str, method: 
         chosen = next(v for s, v in state.scored if s == state.chosen)
         at_common = next(v for s, v in state.scored if s == common)
         other = search_state(cfg, partner[g], method).chosen
-        other_score = _mean_psnr(tune_item(cfg, g, method, other)["path"])
+        other_score = tune_mean_psnr(tune_item(cfg, g, method, other))
         losses[label[g]]["other"].append(chosen - other_score)
         losses[label[g]]["common"].append(chosen - at_common)
         change = {k: v for k, v in state.chosen.items() if common.get(k) != v}
@@ -221,11 +221,6 @@ def tuning_search(cfg: StudyConfig, comparison: Comparison, cname: str, method: 
                            f"and {_range(lost['common'])} dB with the common settings (chosen minus each, per "
                            f"generator).")
     return lines, summary
-
-
-def _mean_psnr(path: str) -> float:
-    psnr = json.loads(Path(path).read_text())["psnr"]
-    return sum(psnr) / len(psnr)
 
 
 def _range(values: list[float]) -> str:
