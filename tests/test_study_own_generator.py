@@ -249,3 +249,36 @@ def test_a_study_of_folder_data_gets_no_digits_distance(digits, tmp_path):
     with pytest.raises(RtilError, match="fdd_samples 32: the Fréchet digits distance compares samples with the "
                                         "built-in digits, but generator 'vanilla_seed0' trains on other data"):
         read_study_config(path)
+
+
+def test_a_rosinality_checkpoint_is_a_generator_of_the_command(tmp_path):
+    """A rosinality StyleGAN2 file (RGB, z = w = style_dim) and a folder of RGB images of its size: the command's
+    study config starts both arms from the file (hashed), derives a Gaussian RTIL family at the default cuts and
+    checks that the training config builds a generator the file's weights fit (rtil/training/init_from.py)."""
+    import torch
+    from PIL import Image
+    from test_rosinality_import import as_rosinality_state, rosinality_generator
+
+    from rtil.importers.common import sha256
+    from rtil.study.config_reading import read_study_config
+    from rtil.study.own_generator import OwnStudy, write_own_study
+
+    G = rosinality_generator(size=16, style_dim=8, table=lambda size, multiplier: {4: 16, 8: 16, 16: 8})
+    generator = tmp_path / "rosinality.pt"
+    torch.save({"g_ema": as_rosinality_state(G), "latent_avg": G.mapping.w_avg.clone()}, generator)
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = torch.Generator().manual_seed(0)
+    for i in range(30):
+        array = torch.randint(0, 256, (16, 16, 3), generator=pixels, dtype=torch.uint8).numpy()
+        Image.fromarray(array).save(images / f"{i:03d}.png")
+    path = write_own_study(OwnStudy(generator=str(generator), data=str(images), out=str(tmp_path / "out"),
+                                    validation_images=4, test_images=4))
+    cfg = read_study_config(path)
+    for arm in cfg.generators.values():
+        assert arm.init_from == {"file": str(generator.resolve()), "sha256": sha256(generator)}
+    training = yaml.safe_load((tmp_path / "out" / "training.yaml").read_text())
+    assert training["model"]["init_args"]["rtil"]["kind"] == "gaussian"
+    assert training["model"]["init_args"]["rtil"]["cut_points"]
+    assert training["model"]["init_args"]["z_dim"] == training["model"]["init_args"]["w_dim"] == 8
+    assert (training["data"]["resolution"], training["data"]["channels"]) == (16, 3)
