@@ -14,20 +14,22 @@ The modules follow the data, and each imports only the ones before it:
 
     config, config_checks, config_arms, config_reading   the typed StudyConfig, read and checked once from the
                                             YAML file (config_arms: snapshots and same-start generators)
-    tuning, budgets                         the tuning search (axes, coordinate search with lines that grow past
-                                            an edge) and the solver's budget axis (steps x factor)
+    tuning, budgets, protocols              the tuning search (axes, coordinate search with lines that grow past
+                                            an edge), the solver's budget axis (steps x factor) and named solver
+                                            protocols (per-arm settings, e.g. a paper's)
     snapshots                               a trained generator's record and its checkpoint at a budget
     cells                                   the work-item files (tuning runs, evaluation cells), the per-image CSV
     stages                                  train, export, tune, evaluate: the items to do, doing one item
-    report_stats, report_sections, report_generators, report_arms, report_budgets, report   the report, from the
-                                            cells (report_arms: training length, same start, quality-matched
-                                            pairs; report_budgets: the step-budget axis)
+    report_stats, report_sections, report_generators, report_arms, report_budgets, report_protocols, report
+                                            the report, from the cells (report_arms: training length, same start,
+                                            quality-matched pairs; report_budgets: the step-budget axis;
+                                            report_protocols: the named solver protocols)
     runner                                  the stages in order (worker processes), then the report: the CLI's entry
     estimate                                the time a study will take, from a short warm-up measured before it starts
     own_generator                           `python -m rtil study --generator FILE --data DIR --out OUT`: writes a
                                             study config for a pretrained generator and its image folder, runs it
 """
 
-MODULE_ORDER = ("tuning", "budgets", "config", "config_checks", "config_arms", "config_reading", "snapshots", "cells",
-                "stages", "report_stats", "report_sections", "report_generators", "report_arms", "report_budgets",
-                "report", "runner", "estimate", "own_generator")
+MODULE_ORDER = ("tuning", "budgets", "protocols", "config", "config_checks", "config_arms", "config_reading",
+                "snapshots", "cells", "stages", "report_stats", "report_sections", "report_generators", "report_arms",
+                "report_budgets", "report_protocols", "report", "runner", "estimate", "own_generator")

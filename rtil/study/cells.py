@@ -149,8 +149,9 @@ def tuned_settings(cfg: StudyConfig, generator: str, method: str) -> tuple[dict,
 
 
 def evaluate_cells(cfg: StudyConfig) -> list[dict]:
-    """Every evaluation cell: generator x method x settings kind x task x parameter. Cells whose settings coincide
-    (tuned = common) share one file; a cell's file name holds a hash of everything that determines it."""
+    """Every evaluation cell: generator x method x settings kind x task x parameter, then the comparisons' budget and
+    protocol cells. Cells whose settings coincide (tuned = common) share one file; a cell's file name holds a hash of
+    everything that determines it."""
     cells = []
     ev = cfg.evaluate
     for cname, c in cfg.comparisons.items():
@@ -169,6 +170,7 @@ def evaluate_cells(cfg: StudyConfig) -> list[dict]:
                                           "task": task, "param": param, "settings": settings,
                                           "id": f"{g}__{m}__{task}__{param}__{key}"})
         cells += _budget_cells(cfg, cname, c)
+        cells += _protocol_cells(cfg, cname, c)
     return cells
 
 
@@ -190,6 +192,30 @@ def _budget_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
                     cells.append({"comparison": cname, "generator": g, "method": m, "kind": budget_kind(factor),
                                   "task": task, "param": param, "settings": settings,
                                   "id": f"{g}__{m}__{task}__{param}__{key}"})
+    return cells
+
+
+def _protocol_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
+    """The cells of a comparison's protocols: each arm's generators run the protocol's method with the common
+    settings and that arm's changes."""
+    from rtil.study.protocols import protocol_kind, protocol_settings
+
+    if c.protocols is None:
+        return []
+    ev, cells = cfg.evaluate, []
+    for name, protocol in c.protocols.items():
+        m = protocol["method"]
+        for arm, generators in (("baseline", c.baseline), ("treatment", c.treatment)):
+            settings = protocol_settings(cfg.methods[m].settings, protocol, arm)
+            for g in generators:
+                for task, params in protocol["tasks"].items():
+                    for param in params:
+                        key = short_hash([cfg.generators[g].fingerprint, m,
+                                          effective_settings(cfg, m, settings, task), task, param,
+                                          ev.images.as_dict(), ev.seed, RESULTS_VERSION])
+                        cells.append({"comparison": cname, "generator": g, "method": m, "kind": protocol_kind(name),
+                                      "task": task, "param": param, "settings": settings,
+                                      "id": f"{g}__{m}__{task}__{param}__{key}"})
     return cells
 
 
@@ -223,6 +249,14 @@ def cell_images(cfg: StudyConfig, cell: dict) -> dict:
 def write_per_image_csv(cells: list[dict], path: Path, extra=None) -> list[dict]:
     """One row per (cell, image): what every table of the report is computed from; `extra(rows)` gives further rows
     (e.g. the quality-matched pairs' rows, which the report pairs after export)."""
+    rows = per_image_rows(cells)
+    rows += extra(rows) if extra is not None else []
+    write_csv_atomically(path, rows)
+    return rows
+
+
+def per_image_rows(cells: list[dict]) -> list[dict]:
+    """One row per (cell, image) of finished cells (each with its 'result'), as the per-image CSV holds them."""
     rows = []
     for c in cells:
         comparison = c["comparison"]
@@ -232,6 +266,4 @@ def write_per_image_csv(cells: list[dict], path: Path, extra=None) -> list[dict]
                          "settings": c["kind"], "task": c["task"], "param": c["param"], "image": image,
                          "measurement_loss": r["measurement_loss"][i],
                          **{m: r["metrics"][m][i] for m in METRICS if m in r["metrics"]}})
-    rows += extra(rows) if extra is not None else []
-    write_csv_atomically(path, rows)
     return rows

@@ -71,6 +71,7 @@ class Comparison:
     quality_matched: bool = False  # the report also pairs each treatment snapshot with the closest-FDD baseline
     continued_from: float | None = None  # a `continues` budget of a group: where its generators continued the group's
     budgets: dict | None = None  # {method, factors, tasks}: that method again with its steps x factor (budgets.py)
+    protocols: dict | None = None  # name -> {method, baseline, treatment, tasks, source}: per-arm settings (protocols)
 
     @property
     def generators(self) -> list[str]:

@@ -37,6 +37,7 @@ from rtil.study.config_checks import (
     strings,
     typed,
 )
+from rtil.study.protocols import read_protocols
 from rtil.study.tuning import read_search
 
 
@@ -54,7 +55,7 @@ TOP_LEVEL = ("out", "report", "jobs", "holdout", "train_kimg", "fdd_samples", "f
 GENERATOR_KEYS = ("config", "seed", "set", "init_from")
 METHOD_KEYS = ("file", "solver", "description")
 COMPARISON_KEYS = ("title", "labels", "baseline", "treatment", "methods", "tasks", "settings", "snapshots", "tune_at",
-                   "quality_matched", "continues", "budgets")
+                   "quality_matched", "continues", "budgets", "protocols")
 TUNE_KEYS = ("images", "task", "param", "batch_size", "grids", "search")
 EVALUATE_KEYS = ("images", "batch_size", "seed", "settings", "common_tasks", "tasks")
 POSITIVE_KIMG = Ranged(float, 0, open_low=True)
@@ -377,7 +378,9 @@ def read_comparisons(raw, where: str, generators: dict, methods: dict, tasks: di
         comparison = Comparison(title=typed(option(c, "title", name), str, f"{key}.title", where), labels=labels,
                                 baseline=list(c["baseline"]), treatment=list(c["treatment"]),
                                 methods=list(c["methods"]), tasks=own_tasks, settings=list(own_settings),
-                                budgets=read_budgets(c.get("budgets"), name, list(c["methods"]), tasks, where))
+                                budgets=read_budgets(c.get("budgets"), name, list(c["methods"]), tasks, where),
+                                protocols=read_protocols(c.get("protocols"), name, methods, list(c["methods"]),
+                                                         tasks, where))
         if "continues" in c:
             typed(c["continues"], str, f"{key}.continues", where)
             comparisons[name] = read_continuation(name, c, comparison, comparisons, generators, where)

@@ -24,6 +24,7 @@ from rtil.study.report_arms import (
 )
 from rtil.study.report_budgets import budget_section
 from rtil.study.report_generators import g0_quality, stage_times, training
+from rtil.study.report_protocols import protocol_sections
 from rtil.study.report_sections import curves, grid, protocol, tuning
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff, fmt_p, shown_kinds
 
@@ -123,7 +124,8 @@ def _write_report(cfg: StudyConfig) -> Path:
             summary_lines += tuning_summary
     length_lines, length_answers = length_section(cfg, everything, rows, figures, stem, report.parent)
     budget_lines, budget_answers = budget_section(cfg, everything, cells, figures, stem, report.parent)
-    lines += length_lines + budget_lines + ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
+    lines += length_lines + budget_lines + protocol_sections(cfg, everything)
+    lines += ["## What the data show", ""] + summary_lines + g0_quality(cfg) + [""]
     arms = {"Training length: does the sign or size of the difference change with training?": length_answers,
             "The solver's budget: a higher ceiling, or the same ceiling sooner?": budget_answers,
             "Same start: both arms continued from one checkpoint": same_start_answers(cfg, everything),
