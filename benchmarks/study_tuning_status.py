@@ -1,15 +1,20 @@
 """Where a study's tuning searches stand, from its finished tuning runs (out/tune/*.json), as a markdown table: per
 generator and searched method, the candidates scored, the best so far with its change to the common settings, the
-common settings' PSNR, and how many candidates are pending. Reads only; runs no solver.
+common settings' PSNR, and how many candidates are pending; then the interim verdicts: per comparison, every test
+cell (method, settings, task) that all its generators have finished, with the report's paired statistics (treatment -
+baseline, pooled over the pairs, 95% CI). Reads only; runs no solver.
 
     python benchmarks/study_tuning_status.py --config configs/study/digits_long.yaml \
         --only stylegan2_length_160kimg,stylegan2_same_start
 """
 
 import argparse
+import json
+from dataclasses import replace
 
-from rtil.study.cells import search_state, searched_base
+from rtil.study.cells import cell_done, cell_file, evaluate_cells, per_image_rows, search_state, searched_base
 from rtil.study.config_reading import read_study_config
+from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff
 from rtil.study.runner import only_comparisons
 
 
@@ -39,6 +44,40 @@ def main() -> None:
             common = scored.get(repr(base))
             print(f"| {generator} | {method} | {len(state.scored)} | {len(state.pending)} | {value:.2f} | "
                   f"{change or '(common)'} | {'' if common is None else f'{common:.2f}'} |")
+    print_interim_verdicts(cfg)
+
+
+def tuned_methods(cfg, comparison) -> list[str]:
+    """The comparison's methods whose tuning (if searched) has finished on every one of its generators."""
+    return [m for m in comparison.methods if m not in cfg.tune.search
+            or all(search_state(cfg, g, m).finished for g in comparison.generators)]
+
+
+def print_interim_verdicts(cfg) -> None:
+    """Per comparison, the finished test cells' pooled statistics (cells some generator lacks are left out)."""
+    cfg = replace(cfg, comparisons={name: replace(c, methods=tuned_methods(cfg, c))
+                                    for name, c in cfg.comparisons.items()})
+    cells = [{**c, "result": json.loads(cell_file(cfg, c).read_text())} for c in evaluate_cells(cfg)
+             if cell_done(cfg, c)]
+    print(f"\nInterim test verdicts: {cfg.evaluate.images.count} test images per cell; PSNR in dB; treatment - "
+          f"baseline pooled over the pairs with its 95% CI.")
+    for name, comparison in cfg.comparisons.items():
+        rows = per_image_rows([c for c in cells if c["comparison"] == name])
+        complete = {key for key in {(r["method"], r["settings"], r["task"], r["param"]) for r in rows}
+                    if {r["generator"] for r in rows if (r["method"], r["settings"], r["task"], r["param"]) == key}
+                    == set(comparison.generators)}
+        rows = [r for r in rows if (r["method"], r["settings"], r["task"], r["param"]) in complete]
+        print(f"\n{comparison.title} ({', '.join(comparison.labels)}):\n")
+        if not rows:
+            print("no cell finished for every generator yet")
+            continue
+        print(f"| method | settings | task | {comparison.labels[0]} | {comparison.labels[1]} | difference | verdict |")
+        print("|---|---|---|---|---|---|---|")
+        for entry in cell_statistics(rows, comparison):
+            psnr = entry["pooled"]["psnr"]
+            print(f"| {entry['method']} | {entry['settings']} | {cell_name(entry['task'], entry['param'])} | "
+                  f"{fmt_ci(psnr['baseline'])} | {fmt_ci(psnr['treatment'])} | {fmt_diff(psnr['difference'])} | "
+                  f"{entry['verdict']} |")
 
 
 if __name__ == "__main__":

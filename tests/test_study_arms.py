@@ -184,7 +184,7 @@ def test_the_long_study_config_keeps_its_trained_generators_and_has_every_arm_in
     quick = read_study_config(path, quick=True)
     assert list(quick.comparisons) == ["stylegan2_length_0.032kimg", "stylegan2_length_0.064kimg",
                                        "pggan_length_0.032kimg", "pggan_length_0.064kimg", "stylegan2_length_160kimg",
-                                       "stylegan2_same_start"]
+                                       "stylegan2_same_start", "stylegan2_80kimg_mganprior"]
     assert quick.generators["stylegan2_vanilla_seed1_more_rtil"].init_from == {
         "generator": "stylegan2_vanilla_seed1", "kimg": 0.064}
     assert quick.comparisons["stylegan2_length_160kimg"].kimg == pytest.approx(0.096)
@@ -228,8 +228,14 @@ def test_the_pggan_study_runs_end_to_end_with_quick(tmp_path):
     assert ran["train"] == 10 and ran["tune"] > 0 and ran["evaluate"] > 0
     report = (tmp_path / "report" / "results.md").read_text()
     for heading in ("### Same start: both arms continued", "PGGAN pilot, vanilla vs RTIL with the paper's member "
-                    "weighting", "PGGAN pilot with the channel table x2", "Tuning search of mganprior"):
+                    "weighting", "PGGAN pilot with the channel table x2", "Tuning search of mganprior",
+                    "### PGGAN continued from vanilla at 80 kimg, as vanilla vs as RTIL, at 0.064 kimg: paper "
+                    "protocol"):
         assert heading in report, heading
     with open(tmp_path / "report" / "results_per_image.csv") as f:
         comparisons = {r["comparison"] for r in csv.DictReader(f)}
     assert {"pggan_same_start_0.064kimg", "pggan_factor_cut1_0.064kimg"} <= comparisons
+    with open(tmp_path / "report" / "results_per_image.csv") as f:
+        paper = {r["generator"] for r in csv.DictReader(f) if r["settings"] == "protocol paper"}
+    assert paper == {f"pggan_vanilla_seed{s}_more_{arm}_{k}kimg" for s in (0, 1) for arm in ("vanilla", "rtil")
+                     for k in ("0.032", "0.064")}
