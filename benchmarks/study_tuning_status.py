@@ -1,6 +1,7 @@
 """Where a study's tuning searches stand, from its finished tuning runs (out/tune/*.json), as a markdown table: per
 generator and searched method, the candidates scored, the best so far with its change to the common settings, the
-common settings' PSNR, and how many candidates are pending; then the interim verdicts: per comparison, every test
+common settings' PSNR, and how many candidates are pending; each exported generator's FDD per member; then the
+interim verdicts: per comparison, every test
 cell (method, settings, task) that all its generators have finished, with the report's paired statistics (treatment -
 baseline, pooled over the pairs, 95% CI). Reads only; runs no solver.
 
@@ -16,6 +17,7 @@ from rtil.study.cells import cell_done, cell_file, evaluate_cells, per_image_row
 from rtil.study.config_reading import read_study_config
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff
 from rtil.study.runner import only_comparisons
+from rtil.study.stages import export_record
 
 
 def main() -> None:
@@ -44,7 +46,19 @@ def main() -> None:
             common = scored.get(repr(base))
             print(f"| {generator} | {method} | {len(state.scored)} | {len(state.pending)} | {value:.2f} | "
                   f"{change or '(common)'} | {'' if common is None else f'{common:.2f}'} |")
+    print_sample_quality(cfg)
     print_interim_verdicts(cfg)
+
+
+def print_sample_quality(cfg) -> None:
+    """Each exported generator's digits Fréchet distance per member (G0 first) at its end (out/fdd/<name>.json)."""
+    print("\nSample quality: FDD per member (G0, G1, ...) of each exported generator (lower is better).\n")
+    print("| generator | FDD per member |")
+    print("|---|---|")
+    for generator in cfg.generator_methods():
+        path = cfg.out / "fdd" / f"{generator}.json"
+        final = export_record(cfg, generator).get("final") if path.is_file() else None
+        print(f"| {generator} | {', '.join(f'{v:.2f}' for v in final) if final else 'not exported yet'} |")
 
 
 def tuned_methods(cfg, comparison) -> list[str]:
