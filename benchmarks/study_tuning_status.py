@@ -1,7 +1,7 @@
 """Where a study's tuning searches stand, from its finished tuning runs (out/tune/*.json), as a markdown table: per
 generator and searched method, the candidates scored, the best so far with its change to the common settings, the
-common settings' PSNR, and how many candidates are pending; each exported generator's FDD per member; then the
-interim verdicts: per comparison, every test
+common settings' PSNR, and how many candidates are pending; each searched generator with its pair partner's choice; each exported generator's FDD per
+member; then the interim verdicts: per comparison, every test
 cell (method, settings, task) that all its generators have finished, with the report's paired statistics (treatment -
 baseline, pooled over the pairs, 95% CI). Reads only; runs no solver.
 
@@ -13,7 +13,17 @@ import argparse
 import json
 from dataclasses import replace
 
-from rtil.study.cells import cell_done, cell_file, evaluate_cells, per_image_rows, search_state, searched_base
+from rtil.study.cells import (
+    cell_done,
+    cell_file,
+    cross_items,
+    evaluate_cells,
+    per_image_rows,
+    search_state,
+    searched_base,
+    tune_done,
+    tune_mean_psnr,
+)
 from rtil.study.config_reading import read_study_config
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff
 from rtil.study.runner import only_comparisons
@@ -46,8 +56,24 @@ def main() -> None:
             common = scored.get(repr(base))
             print(f"| {generator} | {method} | {len(state.scored)} | {len(state.pending)} | {value:.2f} | "
                   f"{change or '(common)'} | {'' if common is None else f'{common:.2f}'} |")
+    print_robustness(cfg)
     print_sample_quality(cfg)
     print_interim_verdicts(cfg)
+
+
+def print_robustness(cfg) -> None:
+    """Each generator whose pair's searches have finished, run with its partner's chosen settings."""
+    print("\nRobustness: each generator with its pair partner's choice (validation PSNR, dB).\n")
+    print("| generator | method | its own choice | partner's choice | loss |")
+    print("|---|---|---|---|---|")
+    for item in cross_items(cfg):
+        own = search_state(cfg, item["generator"], item["method"])
+        best = max(v for _, v in own.scored)
+        if tune_done(item):
+            other = tune_mean_psnr(item)
+            print(f"| {item['generator']} | {item['method']} | {best:.2f} | {other:.2f} | {best - other:.2f} |")
+        else:
+            print(f"| {item['generator']} | {item['method']} | {best:.2f} | pending | |")
 
 
 def print_sample_quality(cfg) -> None:
