@@ -126,7 +126,9 @@ def test_cs_1024_constructs_and_runs():
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert y.shape == (1, op.m) and back.shape == x.shape
     assert 0.4 < y.std() < 0.8  # ~ RMS of x (0.577)
-    assert elapsed < 6 and grown_mb < 1024, (elapsed, grown_mb)
+    # a dense matrix would need terabytes; the time bound only catches a per-entry Python loop (minutes), with room
+    # for a loaded machine (7.6 s seen beside two other jobs)
+    assert elapsed < 30 and grown_mb < 1024, (elapsed, grown_mb)
 
 
 def test_bicubic_factor_one_is_identity_and_area_is_average_pooling():

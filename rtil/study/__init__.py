@@ -30,6 +30,6 @@ The modules follow the data, and each imports only the ones before it:
                                             study config for a pretrained generator and its image folder, runs it
 """
 
-MODULE_ORDER = ("tuning", "budgets", "protocols", "config", "config_checks", "config_arms", "config_reading",
+MODULE_ORDER = ("tuning", "budgets", "config", "config_checks", "protocols", "config_arms", "config_reading",
                 "snapshots", "cells", "stages", "report_stats", "report_sections", "report_generators", "report_arms",
                 "report_budgets", "report_protocols", "report", "runner", "estimate", "own_generator")

@@ -270,3 +270,20 @@ def _same_file(a: Path, b: Path) -> bool:
 def _inside(path: Path, folder: Path) -> bool:
     """Whether path is folder or lies in it (after symbolic links)."""
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def check_task(task, params, task_key: str, params_key: str, where: str) -> None:
+    """A task rtil.inverse.run knows and a non-empty list of valid parameters for it."""
+    from rtil.inverse.run import TASKS, check_task_parameter
+
+    if task not in TASKS:
+        raise RtilError(f"{where}: {task_key}: unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if not isinstance(params, list) or not params:
+        raise RtilError(f"{where}: {params_key}: task {task!r} needs a list of parameters")
+    for p in params:
+        if isinstance(p, bool) or not isinstance(p, int | float):
+            raise RtilError(f"{where}: {params_key}: the parameter of task {task!r} must be a number, got {p!r}")
+        try:
+            check_task_parameter(task, p)
+        except RtilError as e:
+            raise RtilError(f"{where}: {params_key}: {e}") from None

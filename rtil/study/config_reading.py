@@ -28,6 +28,7 @@ from rtil.study.config_arms import (
 )
 from rtil.study.config_checks import (
     check_known_keys,
+    check_task,
     check_outputs,
     check_training_changes,
     image_files,
@@ -321,23 +322,6 @@ def read_tasks(raw: dict, where: str) -> tuple[dict, dict, dict]:
             raise RtilError(f"{where}: missing tune.{key} (the task and parameter the settings are tuned on)")
     check_task(tune["task"], [tune["param"]], "tune.task", "tune.param", where)
     return tasks, tune, evaluate
-
-
-def check_task(task, params, task_key: str, params_key: str, where: str) -> None:
-    """A task rtil.inverse.run knows and a non-empty list of valid parameters for it."""
-    from rtil.inverse.run import TASKS, check_task_parameter
-
-    if task not in TASKS:
-        raise RtilError(f"{where}: {task_key}: unknown task {task!r}; choose from {', '.join(TASKS)}")
-    if not isinstance(params, list) or not params:
-        raise RtilError(f"{where}: {params_key}: task {task!r} needs a list of parameters")
-    for p in params:
-        if isinstance(p, bool) or not isinstance(p, int | float):
-            raise RtilError(f"{where}: {params_key}: the parameter of task {task!r} must be a number, got {p!r}")
-        try:
-            check_task_parameter(task, p)
-        except RtilError as e:
-            raise RtilError(f"{where}: {params_key}: {e}") from None
 
 
 def read_comparisons(raw, where: str, generators: dict, methods: dict, tasks: dict,

@@ -63,7 +63,7 @@ class OwnStudy:
 
 def parse_tasks(text: str) -> dict:
     """"cs:0.25,inpaint:0.5,sr:4" -> {"cs": [0.25], "inpaint": [0.5], "sr": [4]} (a task named twice gets both)."""
-    from rtil.study.config_reading import check_task
+    from rtil.study.config_checks import check_task
 
     tasks = {}
     for item in text.split(","):

@@ -13,6 +13,7 @@ Each protocol gives cells of settings kind `protocol <name>`, so the report can 
 difference under that protocol beside the one at the tuned settings."""
 
 from rtil.errors import RtilError
+from rtil.study.config_checks import check_task
 
 PROTOCOL_KEYS = ("method", "baseline", "treatment", "tasks", "source")
 ARMS = ("baseline", "treatment")
@@ -73,8 +74,6 @@ def _read_protocol(entry, key: str, methods: dict, comparison_methods: list, tas
 
 def _read_tasks(spec, key: str, tasks: dict, where: str) -> dict:
     """A protocol's tasks: tasks of evaluate.tasks, each with a list of valid parameters."""
-    from rtil.study.config_reading import check_task
-
     if not isinstance(spec, dict) or not spec:
         raise RtilError(f"{where}: {key} must map tasks to parameters, e.g. {{cs: [0.25]}}, got {spec!r}")
     for task, params in spec.items():
