@@ -84,11 +84,12 @@ def test_one_command_from_a_generator_and_a_folder_to_the_report_and_a_resume_do
         assert f"| {name} (from stylegan2_digits_5kimg.pt) | 0 | 0.0 |" in report
     assert "FID, KID: unavailable: the FID Inception weights are not in $TORCH_HOME/hub/checkpoints/" in report
     assert "| unavailable |" in report
-    # the written config resumes and finds everything done
-    assert rtil_main(["study", "--config", str(out / "study.yaml"), "--quick"]) == 0
-    printed = capsys.readouterr().out
-    for stage in ("train", "export", "tune", "evaluate"):
-        assert f"[{stage}] 0 to do" in printed
+    # the written config resumes and finds everything done, with or without --quick (it holds the quick budget)
+    for quick in ([], ["--quick"]):
+        assert rtil_main(["study", "--config", str(out / "study.yaml"), *quick]) == 0
+        printed = capsys.readouterr().out
+        for stage in ("train", "export", "tune", "evaluate"):
+            assert f"[{stage}] 0 to do" in printed, (quick, printed)
     # so does the command itself with the same options; other options for this OUT are refused
     assert rtil_main(["study", "--generator", str(GENERATOR), "--data", str(digits), "--out", str(out),
                       "--quick"]) == 0

@@ -201,6 +201,8 @@ def tuning_search(methods: list[str], family: dict, quick: bool) -> dict:
 def study_config(options: OwnStudy, out: Path, training: Path, split: dict, family: dict, methods: list[str],
                  quick: bool) -> dict:
     """The study config (a mapping) of the command: the quick budget when `quick`, else the full one."""
+    from rtil.study.config_reading import FID_SAMPLES, QUICK_FID_SAMPLES
+
     tasks = parse_tasks(options.tasks)
     first_task = next(iter(tasks))
     generator = str(Path(options.generator).resolve())
@@ -223,7 +225,8 @@ def study_config(options: OwnStudy, out: Path, training: Path, split: dict, fami
               + (" Quick run: a tiny budget to check the pipeline, not a result." if quick else ""))
     return {"out": str(out / ("work" if not quick or options.quick else "quick/work")),
             "report": str(out / ("results.md" if not quick or options.quick else "quick/results.md")),
-            "jobs": options.jobs, "holdout": 0, "train_kimg": kimg, "fdd_samples": 0, "claims": claims,
+            "jobs": options.jobs, "holdout": 0, "train_kimg": kimg, "fdd_samples": 0,
+            "fid_samples": QUICK_FID_SAMPLES if quick else FID_SAMPLES, "claims": claims,
             "generators": generators,
             "comparisons": {COMPARISON: {
                 "title": f"{Path(generator).name} continued {kimg:g} kimg, as vanilla vs as RTIL",
