@@ -1,9 +1,9 @@
 """Where a study's tuning searches stand, from its finished tuning runs (out/tune/*.json), as a markdown table: per
 generator and searched method, the candidates scored, the best so far with its change to the common settings, the
-common settings' PSNR, and how many candidates are pending; each searched generator with its pair partner's choice; each exported generator's FDD per
-member; then the interim verdicts: per comparison, every test
-cell (method, settings, task) that all its generators have finished, with the report's paired statistics (treatment -
-baseline, pooled over the pairs, 95% CI). Reads only; runs no solver.
+common settings' PSNR, and how many candidates are pending; each searched generator with its pair partner's choice;
+each exported generator's FDD per member; then the interim verdicts: per comparison, every test cell (method,
+settings, task) that all its generators have finished, with the report's paired statistics (treatment - baseline,
+pooled over the pairs, 95% CI). Reads only; runs no solver.
 
     python benchmarks/study_tuning_status.py --config configs/study/digits_long.yaml \
         --only stylegan2_length_160kimg,stylegan2_same_start

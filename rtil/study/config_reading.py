@@ -28,8 +28,8 @@ from rtil.study.config_arms import (
 )
 from rtil.study.config_checks import (
     check_known_keys,
-    check_task,
     check_outputs,
+    check_task,
     check_training_changes,
     image_files,
     image_range,
