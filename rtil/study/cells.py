@@ -162,16 +162,19 @@ def evaluate_cells(cfg: StudyConfig) -> list[dict]:
                     for task in c.tasks:
                         if kind == "common" and cfg.tune.tunes(m) and task not in ev.common_tasks:
                             continue
-                        for param in ev.tasks[task]:
-                            key = short_hash([cfg.generators[g].fingerprint, m,
-                                              effective_settings(cfg, m, settings, task), task, param,
-                                              ev.images.as_dict(), ev.seed, RESULTS_VERSION])
-                            cells.append({"comparison": cname, "generator": g, "method": m, "kind": kind,
-                                          "task": task, "param": param, "settings": settings,
-                                          "id": f"{g}__{m}__{task}__{param}__{key}"})
+                        cells += [_cell(cfg, cname, g, m, kind, settings, task, param) for param in ev.tasks[task]]
         cells += _budget_cells(cfg, cname, c)
         cells += _protocol_cells(cfg, cname, c)
     return cells
+
+
+def _cell(cfg: StudyConfig, cname: str, g: str, m: str, kind: str, settings: dict, task: str, param) -> dict:
+    """One evaluation cell; its id ends in a hash of everything that determines its results."""
+    ev = cfg.evaluate
+    key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task), task, param,
+                      ev.images.as_dict(), ev.seed, RESULTS_VERSION])
+    return {"comparison": cname, "generator": g, "method": m, "kind": kind, "task": task, "param": param,
+            "settings": settings, "id": f"{g}__{m}__{task}__{param}__{key}"}
 
 
 def _budget_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
@@ -180,18 +183,13 @@ def _budget_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
 
     if c.budgets is None:
         return []
-    ev, m, cells = cfg.evaluate, c.budgets["method"], []
+    m, cells = c.budgets["method"], []
     for g in c.generators:
         tuned = tuned_settings(cfg, g, m)[0]
         for factor in c.budgets["factors"]:
             settings = scaled_steps(tuned, factor)
             for task, params in c.budgets["tasks"].items():
-                for param in params:
-                    key = short_hash([cfg.generators[g].fingerprint, m, effective_settings(cfg, m, settings, task),
-                                      task, param, ev.images.as_dict(), ev.seed, RESULTS_VERSION])
-                    cells.append({"comparison": cname, "generator": g, "method": m, "kind": budget_kind(factor),
-                                  "task": task, "param": param, "settings": settings,
-                                  "id": f"{g}__{m}__{task}__{param}__{key}"})
+                cells += [_cell(cfg, cname, g, m, budget_kind(factor), settings, task, param) for param in params]
     return cells
 
 
@@ -202,20 +200,14 @@ def _protocol_cells(cfg: StudyConfig, cname: str, c) -> list[dict]:
 
     if c.protocols is None:
         return []
-    ev, cells = cfg.evaluate, []
+    cells = []
     for name, protocol in c.protocols.items():
         m = protocol["method"]
         for arm, generators in (("baseline", c.baseline), ("treatment", c.treatment)):
             settings = protocol_settings(cfg.methods[m].settings, protocol, arm)
             for g in generators:
                 for task, params in protocol["tasks"].items():
-                    for param in params:
-                        key = short_hash([cfg.generators[g].fingerprint, m,
-                                          effective_settings(cfg, m, settings, task), task, param,
-                                          ev.images.as_dict(), ev.seed, RESULTS_VERSION])
-                        cells.append({"comparison": cname, "generator": g, "method": m, "kind": protocol_kind(name),
-                                      "task": task, "param": param, "settings": settings,
-                                      "id": f"{g}__{m}__{task}__{param}__{key}"})
+                    cells += [_cell(cfg, cname, g, m, protocol_kind(name), settings, task, param) for param in params]
     return cells
 
 
