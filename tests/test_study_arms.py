@@ -104,6 +104,21 @@ def test_arms_end_to_end_and_a_rerun_does_nothing(tmp_path):
     grid.unlink()
     run_study(config, stages=["report"])
     assert "(No image grid for csgm: the cell tensors" in (tmp_path / "report" / "results.md").read_text()
+    # a shared copy of a study keeps the kimg checkpoints but not last.ckpt: the export uses the one at the end
+    import torch
+
+    from rtil.checkpoints import read_generator_file
+    exported = cfg.generator_file("rtil")
+    before = read_generator_file(exported)["g_ema"]
+    (tmp_path / "out" / "train" / "rtil" / "checkpoints" / "last.ckpt").unlink()
+    exported.unlink()
+    assert run_study(config, stages=["export"])["ran"]["export"] == 1
+    after = read_generator_file(exported)["g_ema"]
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    (tmp_path / "out" / "train" / "rtil" / "checkpoints" / "kimg00000.04.ckpt").unlink()
+    exported.unlink()
+    with pytest.raises(RtilError, match="has neither last.ckpt nor a checkpoint at 0.04 kimg"):
+        run_study(config, stages=["export"])
 
 
 @pytest.mark.parametrize("change, message", [

@@ -54,3 +54,17 @@ def checkpoint_at(cfg: StudyConfig, name: str, kimg: float, why: str) -> Path:
                         f"{kimg:g} kimg (it has kimg {have}); keep every checkpoint (checkpoint.save_top_k: -1) and "
                         f"choose budgets it passes")
     return below[-1][1]
+
+
+def final_checkpoint(cfg: StudyConfig, name: str) -> Path:
+    """The checkpoint a trained generator is exported from: its last.ckpt or, where that was not kept (the large file
+    stays out of a shared copy of the study), its kimg checkpoint at the kimg its done.json records."""
+    folder = checkpoint_folder(cfg, name)
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    kimg = train_record(cfg, name)["kimg"]
+    at_end = [p for k, p in kimg_checkpoints(folder) if abs(k - kimg) <= NAME_ROUNDING]
+    if not at_end:
+        raise RtilError(f"generator {name!r} is trained to {kimg:g} kimg but {folder} has neither last.ckpt nor a "
+                        f"checkpoint at {kimg:g} kimg to export it from; delete {folder.parent} to retrain it")
+    return at_end[-1]

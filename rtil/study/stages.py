@@ -20,7 +20,7 @@ from rtil.errors import RtilError
 from rtil.study.cells import cell_done, evaluate_cells, tune_done, tune_items, write_tune_result
 from rtil.study.config import StudyConfig
 from rtil.study.config_arms import init_file_changed
-from rtil.study.snapshots import checkpoint_at, checkpoint_folder, kimg_checkpoints, train_done
+from rtil.study.snapshots import checkpoint_at, checkpoint_folder, final_checkpoint, kimg_checkpoints, train_done
 
 WORK_STAGES = ("train", "export", "tune", "evaluate")
 
@@ -208,7 +208,7 @@ def export_one(cfg: StudyConfig, name: str) -> None:
         raise RtilError(f"generator {name!r} is not trained yet ({out / 'train' / name / 'done.json'} missing): "
                         f"run the train stage")
     else:
-        last = checkpoints / "last.ckpt"
+        last = final_checkpoint(cfg, name)
     final = export_lightning_checkpoint(last, cfg.generator_file(name))
     G = load_generator(final)
     save_member_grid(G, samples_file(cfg, name), 8, 0)
