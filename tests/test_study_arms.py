@@ -4,6 +4,7 @@ continued from a trained generator's checkpoint, quality-matched pairs; end to e
 errors; and configs/study/digits_long.yaml itself, end to end with --quick."""
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -112,7 +113,12 @@ def test_arms_end_to_end_and_a_rerun_does_nothing(tmp_path):
     before = read_generator_file(exported)["g_ema"]
     (tmp_path / "out" / "train" / "rtil" / "checkpoints" / "last.ckpt").unlink()
     exported.unlink()
+    fdd = tmp_path / "out" / "fdd" / "rtil.json"
+    curve = json.loads(fdd.read_text())["curve"]
+    assert [point["kimg"] for point in curve] == [0.02, 0.04]
+    (tmp_path / "out" / "train" / "rtil" / "checkpoints" / "kimg00000.02.ckpt").unlink()
     assert run_study(config, stages=["export"])["ran"]["export"] == 1
+    assert json.loads(fdd.read_text())["curve"] == curve  # the 0.02-kimg point, measured earlier, is kept
     after = read_generator_file(exported)["g_ema"]
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
     (tmp_path / "out" / "train" / "rtil" / "checkpoints" / "kimg00000.04.ckpt").unlink()

@@ -217,10 +217,21 @@ def export_one(cfg: StudyConfig, name: str) -> None:
         for kimg, ckpt in kimg_checkpoints(checkpoints) if cfg.fdd_samples > 0 and g.source is None else []:
             path = export_lightning_checkpoint(ckpt, Path(tmp) / "g.pt")
             curve.append({"kimg": kimg, "fdd": member_fdds(load_generator(path), cfg.fdd_samples)})
+    curve = sorted(curve + earlier_fdd_points(cfg, name, {point["kimg"] for point in curve}), key=lambda p: p["kimg"])
     final = member_fdds(G, cfg.fdd_samples) if cfg.fdd_samples > 0 else None
     quality = {"fid_kid": export_fid_kid(cfg, cfg.generator_file(name))} if cfg.fid_samples > 0 else {}
     write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
                                                          "fingerprint": cfg.generators[name].fingerprint, **quality})
+
+
+def earlier_fdd_points(cfg: StudyConfig, name: str, measured: set[float]) -> list[dict]:
+    """The FDD curve points an earlier export of the same generator measured at checkpoints that are gone now (a shared
+    copy of the study keeps a few of them), so exporting again never shortens the curve."""
+    path = cfg.out / "fdd" / f"{name}.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if earlier.get("fingerprint") != cfg.generators[name].fingerprint:
+        return []
+    return [point for point in earlier.get("curve", []) if point["kimg"] not in measured]
 
 
 FID_SEED = 123  # the generated images' latents: the same for every generator and member
