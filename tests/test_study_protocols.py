@@ -92,6 +92,20 @@ def test_each_arm_gets_protocol_cells_with_its_own_settings(tmp_path):
     assert same == {g: common[(g, "cs", 0.25)] for g in ("vanilla", "rtil")}
 
 
+def test_the_verdicts_cells_of_every_comparison_run_before_the_protocol_cells(tmp_path):
+    """An interrupted study has its verdicts' cells first: with snapshots, both snapshot comparisons' common cells
+    come before either's protocol cells."""
+    from rtil.study.stages import stage_items
+
+    path = protocol_study(tmp_path, settings=["common"])
+    config = yaml.safe_load(path.read_text())
+    config["comparisons"]["c"]["snapshots"] = [0.04, 0.02]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    kinds = [(c["comparison"], c["kind"]) for c in stage_items(read_study_config(path), "evaluate")]
+    assert kinds == [("c_0.02kimg", "common")] * 4 + [("c_0.04kimg", "common")] * 4 + [
+        ("c_0.02kimg", "protocol short")] * 2 + [("c_0.04kimg", "protocol short")] * 2
+
+
 def test_a_protocol_end_to_end_is_in_the_csv_and_the_report(tmp_path):
     from rtil.study.runner import run_study
 

@@ -313,9 +313,10 @@ def stage_items(cfg: StudyConfig, stage: str) -> list:
         return [g for g in export_generators(cfg) if not export_done(cfg, g)]
     if stage == "tune":
         return [i for i in tune_items(cfg) if not tune_done(i)]
-    if stage == "evaluate":
+    if stage == "evaluate":  # the verdicts' cells of every comparison first, then the budget and protocol cells
         unique = {c["id"]: c for c in evaluate_cells(cfg)}
-        return [c for c in unique.values() if not cell_done(cfg, c)]
+        return sorted([c for c in unique.values() if not cell_done(cfg, c)],
+                      key=lambda c: c["kind"] not in ("tuned", "common"))
     raise RtilError(f"unknown stage {stage!r}")
 
 
