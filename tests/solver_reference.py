@@ -41,7 +41,8 @@ CASES = {
     "ilo_range_denoise": ("stylegan2", "ilo", "denoise", 0.1,
                           {"steps": [4, 3, 3], "project_range": True, "range_steps": 3, "noise_start": "random",
                            "project_sphere": False, **PROXY}),
-    "mganprior_w": ("stylegan2", "mganprior", "cs", 0.25, {"num_codes": 3, "cut_point": 2, "restarts": 2, "steps": 6}),
+    "mganprior_w": ("stylegan2", "mganprior", "cs", 0.25,
+                    {"num_codes": 3, "cut_point": 2, "restarts": 2, "steps": 6, "lr": 0.1}),
     "mganprior_z_dirichlet": ("stylegan2", "mganprior", "sr", 2,
                               {"num_codes": 2, "cut_point": 1, "code_space": "z", "alpha_init": "dirichlet",
                                "optimize_downstream_styles": False, "optimizer": "sgd", "lr": 0.5, "steps": 6,
@@ -52,7 +53,8 @@ CASES = {
                   {"cut_points": [0, 1, 2], "steps": [4, 3, 3], "noise_layers": [0, 0, 0], "project_range": True,
                    "range_steps": 3, "perceptual": 0.0}),
     "mganprior_pggan": ("pggan", "mganprior", "inpaint", 0.3,
-                        {"num_codes": 3, "cut_point": 2, "restarts": 2, "steps": 6, "alpha_init": "dirichlet"}),
+                        {"num_codes": 3, "cut_point": 2, "restarts": 2, "steps": 6, "alpha_init": "dirichlet",
+                         "lr": 0.1}),
 }
 
 

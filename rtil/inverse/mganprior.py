@@ -30,7 +30,7 @@ CODE_SPACES = ("z", "w")
 
 @dataclass
 class MGANPrior(Solver):
-    """mGANprior settings (defaults from a search on trained digits StyleGAN2s, see configs/invert/mganprior.yaml).
+    """mGANprior settings (defaults from searches on trained digits generators, see configs/invert/mganprior.yaml).
 
     num_codes: N codes per image; cut_point: where they are fused (>= 1).
     restarts: independent random starts per image (run in parallel; the best by measurement loss wins).
@@ -43,7 +43,7 @@ class MGANPrior(Solver):
     Common settings (warmup, rampdown, perceptual, stochastic_noise, select): see Solver.
     """
 
-    num_codes: int = 4
+    num_codes: int = 8
     cut_point: int = 2
     restarts: int = 4
     code_space: str = "w"
@@ -51,7 +51,7 @@ class MGANPrior(Solver):
     optimize_downstream_styles: bool = True
     optimizer: str = "adam"
     steps: int = 300
-    lr: float = 0.1
+    lr: float = 0.011
 
     method = "mganprior"
 
