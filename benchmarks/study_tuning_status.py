@@ -1,9 +1,9 @@
 """Where a study's tuning searches stand, from its finished tuning runs (out/tune/*.json), as a markdown table: per
 generator and searched method, the candidates scored, the best so far with its change to the common settings, the
 common settings' PSNR, and how many candidates are pending; each searched generator with its pair partner's choice;
-each exported generator's FDD per member; then the interim verdicts: per comparison, every test cell (method,
-settings, task) that all its generators have finished, with the report's paired statistics (treatment - baseline,
-pooled over the pairs, 95% CI). Reads only; runs no solver.
+each exported generator's FDD per member, and each trained one's at its checkpoints; then the interim verdicts: per
+comparison, every test cell (method, settings, task) that all its generators have finished, with the report's paired
+statistics (treatment - baseline, pooled over the pairs, 95% CI). Reads only; runs no solver.
 
     python benchmarks/study_tuning_status.py --config configs/study/digits_long.yaml \
         --only stylegan2_length_160kimg,stylegan2_same_start
@@ -58,6 +58,7 @@ def main() -> None:
                   f"{change or '(common)'} | {'' if common is None else f'{common:.2f}'} |")
     print_robustness(cfg)
     print_sample_quality(cfg)
+    print_fdd_curves(cfg)
     print_interim_verdicts(cfg)
 
 
@@ -85,6 +86,22 @@ def print_sample_quality(cfg) -> None:
         path = cfg.out / "fdd" / f"{generator}.json"
         final = export_record(cfg, generator).get("final") if path.is_file() else None
         print(f"| {generator} | {', '.join(f'{v:.2f}' for v in final) if final else 'not exported yet'} |")
+
+
+def print_fdd_curves(cfg) -> None:
+    """Each trained generator's FDD per member at its checkpoints (out/fdd/<name>.json 'curve'), for the pilots."""
+    rows = []
+    for generator in cfg.trained_generators():
+        path = cfg.out / "fdd" / f"{generator}.json"
+        curve = export_record(cfg, generator).get("curve") if path.is_file() else None
+        if curve:
+            points = "; ".join(f"{p['kimg']:g}: {' / '.join(f'{v:.2f}' for v in p['fdd'])}" for p in curve)
+            rows.append(f"| {generator} | {points} |")
+    if rows:
+        print("\nFDD per member (G0 / G1 / ...) at each checkpoint of the trained generators (kimg: FDD).\n")
+        print("| generator | kimg: FDD per member |")
+        print("|---|---|")
+        print("\n".join(rows))
 
 
 def tuned_methods(cfg, comparison) -> list[str]:
