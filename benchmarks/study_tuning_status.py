@@ -27,7 +27,7 @@ from rtil.study.cells import (
 from rtil.study.config_reading import read_study_config
 from rtil.study.report_stats import cell_name, cell_statistics, fmt_ci, fmt_diff
 from rtil.study.runner import only_comparisons
-from rtil.study.stages import export_record
+from rtil.study.stages import export_record, fdd_file
 
 
 def main() -> None:
@@ -83,8 +83,7 @@ def print_sample_quality(cfg) -> None:
     print("| generator | FDD per member |")
     print("|---|---|")
     for generator in cfg.generator_methods():
-        path = cfg.out / "fdd" / f"{generator}.json"
-        final = export_record(cfg, generator).get("final") if path.is_file() else None
+        final = export_record(cfg, generator).get("final") if fdd_file(cfg, generator).is_file() else None
         print(f"| {generator} | {', '.join(f'{v:.2f}' for v in final) if final else 'not exported yet'} |")
 
 
@@ -92,8 +91,7 @@ def print_fdd_curves(cfg) -> None:
     """Each trained generator's FDD per member at its checkpoints (out/fdd/<name>.json 'curve'), for the pilots."""
     rows = []
     for generator in cfg.trained_generators():
-        path = cfg.out / "fdd" / f"{generator}.json"
-        curve = export_record(cfg, generator).get("curve") if path.is_file() else None
+        curve = export_record(cfg, generator).get("curve") if fdd_file(cfg, generator).is_file() else None
         if curve:
             points = "; ".join(f"{p['kimg']:g}: {' / '.join(f'{v:.2f}' for v in p['fdd'])}" for p in curve)
             rows.append(f"| {generator} | {points} |")

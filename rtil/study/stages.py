@@ -159,19 +159,22 @@ def samples_file(cfg: StudyConfig, name: str) -> Path:
     return cfg.out / "samples" / f"{name}.png"
 
 
+def fdd_file(cfg: StudyConfig, name: str) -> Path:
+    return cfg.out / "fdd" / f"{name}.json"
+
+
 def export_record(cfg: StudyConfig, name: str) -> dict:
     """fdd/<name>.json: FDD per member at the end ('final', None when not computed) and at every checkpoint
     ('curve': [{kimg, fdd}]); with fid_samples > 0, 'fid_kid' (see export_fid_kid)."""
-    return json.loads((cfg.out / "fdd" / f"{name}.json").read_text())
+    return json.loads(fdd_file(cfg, name).read_text())
 
 
 def export_done(cfg: StudyConfig, name: str) -> bool:
     """Whether the generator's file, samples and FDD record exist (a clone holds the records, not the files: it
     exports again), the record is of the generator's current settings and holds the FID/KID the config asks for."""
-    path = cfg.out / "fdd" / f"{name}.json"
-    if not (path.is_file() and cfg.generator_file(name).is_file() and samples_file(cfg, name).is_file()):
+    if not (fdd_file(cfg, name).is_file() and cfg.generator_file(name).is_file() and samples_file(cfg, name).is_file()):
         return False
-    record = json.loads(path.read_text())
+    record = export_record(cfg, name)
     return record.get("fingerprint") == cfg.generators[name].fingerprint and fid_kid_current(cfg, record)
 
 
@@ -220,15 +223,14 @@ def export_one(cfg: StudyConfig, name: str) -> None:
     curve = sorted(curve + earlier_fdd_points(cfg, name, {point["kimg"] for point in curve}), key=lambda p: p["kimg"])
     final = member_fdds(G, cfg.fdd_samples) if cfg.fdd_samples > 0 else None
     quality = {"fid_kid": export_fid_kid(cfg, cfg.generator_file(name))} if cfg.fid_samples > 0 else {}
-    write_json_atomically(out / "fdd" / f"{name}.json", {"generator": name, "curve": curve, "final": final,
-                                                         "fingerprint": cfg.generators[name].fingerprint, **quality})
+    write_json_atomically(fdd_file(cfg, name), {"generator": name, "curve": curve, "final": final,
+                                                "fingerprint": cfg.generators[name].fingerprint, **quality})
 
 
 def earlier_fdd_points(cfg: StudyConfig, name: str, measured: set[float]) -> list[dict]:
     """The FDD curve points an earlier export of the same generator measured at checkpoints that are gone now (a shared
     copy of the study keeps a few of them), so exporting again never shortens the curve."""
-    path = cfg.out / "fdd" / f"{name}.json"
-    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    earlier = export_record(cfg, name) if fdd_file(cfg, name).is_file() else {}
     if earlier.get("fingerprint") != cfg.generators[name].fingerprint:
         return []
     return [point for point in earlier.get("curve", []) if point["kimg"] not in measured]
