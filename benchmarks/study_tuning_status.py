@@ -34,10 +34,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--only", default=None, help="comma-separated comparisons (as `python -m rtil study --only`)")
+    parser.add_argument("--candidates", default=None, metavar="METHOD",
+                        help="instead of the tables: every scored candidate of METHOD's search, per generator")
     args = parser.parse_args()
     cfg = read_study_config(args.config)
     if args.only:
         cfg = only_comparisons(cfg, args.only.split(","))
+    if args.candidates:
+        print_candidates(cfg, args.candidates)
+        return
     print(f"Validation: {cfg.tune.images.count} images, {cfg.tune.task} {cfg.tune.param}; mean PSNR in dB.\n")
     print("| generator | method | scored | pending | best so far | its change to the common settings | common |")
     print("|---|---|---|---|---|---|---|")
@@ -60,6 +65,19 @@ def main() -> None:
     print_sample_quality(cfg)
     print_fdd_curves(cfg)
     print_interim_verdicts(cfg)
+
+
+def print_candidates(cfg, method: str) -> None:
+    """Every scored candidate of a method's search on each generator: its change to the common settings and its
+    validation PSNR, best first."""
+    base = searched_base(cfg, method)
+    print("| generator | validation PSNR | change to the common settings |")
+    print("|---|---|---|")
+    for generator, methods in cfg.generator_methods().items():
+        if method in methods and method in cfg.tune.search:
+            for settings, value in sorted(search_state(cfg, generator, method).scored, key=lambda sv: -sv[1]):
+                change = {k: v for k, v in settings.items() if base.get(k) != v}
+                print(f"| {generator} | {value:.2f} | {change or '(common)'} |")
 
 
 def print_robustness(cfg) -> None:
